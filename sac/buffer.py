@@ -1,0 +1,75 @@
+"""Replay buffer: preallocated tensors on the run's device, circular, sampled on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sac.agent import Batch
+
+
+class ReplayBuffer:
+    """Stores (obs, action, reward, next_obs, terminated); the oldest entries are overwritten."""
+
+    def __init__(
+        self, capacity: int, obs_dim: int, act_dim: int, device: torch.device | str, seed: int = 0
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        f32 = {"dtype": torch.float32, "device": self.device}
+        self.obs = torch.empty(capacity, obs_dim, **f32)
+        self.action = torch.empty(capacity, act_dim, **f32)
+        self.reward = torch.empty(capacity, **f32)
+        self.next_obs = torch.empty(capacity, obs_dim, **f32)
+        self.terminated = torch.empty(capacity, **f32)
+        self.pos = 0  # next slot to write
+        self.size = 0  # number of valid entries
+        # A generator of its own keeps sampling reproducible and independent of the policy noise.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
+        """Append a batch of n transitions (leading dimension n), wrapping around at capacity."""
+        n = len(obs)
+        if n > self.capacity:  # only the newest `capacity` survive anyway
+            obs, action, reward, next_obs, terminated = (
+                x[-self.capacity :] for x in (obs, action, reward, next_obs, terminated)
+            )
+            n = self.capacity
+        values = [
+            torch.as_tensor(np.asarray(v, dtype=np.float32)).to(self.device)
+            for v in (obs, action, reward, next_obs, terminated)
+        ]
+        stores = (self.obs, self.action, self.reward, self.next_obs, self.terminated)
+        first = min(n, self.capacity - self.pos)  # the part that fits before the end
+        for store, value in zip(stores, values):
+            value = value.reshape(n, *store.shape[1:])
+            store[self.pos : self.pos + first] = value[:first]
+            if first < n:  # wrap around to the start
+                store[: n - first] = value[first:]
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        """Uniform sample with replacement; indices are drawn on the device."""
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        idx = torch.randint(
+            0, self.size, (batch_size,), device=self.device, generator=self.generator
+        )
+        return Batch(
+            self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
+            self.terminated[idx],
+        )

@@ -1,0 +1,95 @@
+"""Checkpoint files: atomic writes, safe (weights_only) loads, a format version."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sac.errors import SACError
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def step_path(run_dir: Path, step: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"step_{step:010d}.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write `state` (plus the format version) to `path` atomically, then point last.pt at it.
+
+    The data goes to a temporary file in the same directory, is fsynced, and is renamed over the
+    target, so a reader (or a crash) sees either the old file or the complete new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, **state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _link_last(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _link_last(path: Path) -> None:
+    """Make <dir>/last.pt the same file as `path` (a hard link; a copy where links fail)."""
+    last = path.parent / LAST
+    tmp = path.parent / f".{LAST}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, last)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory / checkpoints directory meaning its latest one."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SACError(f"checkpoint '{path}' does not exist; pass a .pt file or a run directory")
+    if p.is_file():
+        return p
+    ckpt_dir = p / CHECKPOINT_DIR if (p / CHECKPOINT_DIR).is_dir() else p
+    steps = sorted(
+        (int(m.group(1)), f)
+        for f in ckpt_dir.iterdir()
+        if (m := _STEP_FILE.match(f.name))
+    )
+    if steps:
+        return steps[-1][1]
+    if (ckpt_dir / LAST).is_file():
+        return ckpt_dir / LAST
+    raise SACError(f"no checkpoint found in '{path}' (looked for {ckpt_dir}/step_*.pt)")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True (no arbitrary code runs) and check its version."""
+    p = resolve_checkpoint(path)
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # the unpickler raises many types on foreign or damaged files
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise SACError(f"'{p}' is not a readable sac checkpoint ({type(e).__name__}: {detail}); "
+                       "pass a .pt file written by sac-train") from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise SACError(f"'{p}' is a PyTorch file but not a sac checkpoint (no format_version)")
+    if state["format_version"] != FORMAT_VERSION:
+        raise SACError(
+            f"'{p}' has checkpoint format version {state['format_version']}; this sac reads "
+            f"version {FORMAT_VERSION}"
+        )
+    return state

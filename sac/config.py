@@ -1,0 +1,109 @@
+"""Config schemas. Plain dataclasses, registered in Hydra's ConfigStore by `register_configs`.
+
+The schemas make Hydra reject an unknown key or a value of the wrong type at start-up. This
+module imports nothing from Hydra at module level so the agent can use `AgentConfig` freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    """Which Gymnasium environment to train on and how to vectorise it."""
+
+    id: str = "Pendulum-v1"  # any Gymnasium id with a continuous Box action space
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
+    num_envs: int = 1  # parallel training envs (Gymnasium vector API)
+    vectorization: str = "sync"  # sync | async (async: one subprocess per env)
+
+
+@dataclass
+class AgentConfig:
+    """SAC hyperparameters (defaults: Haarnoja et al. 2018, "SAC Algorithms and Applications")."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    num_critics: int = 2
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak coefficient for the target critics
+    target_update_interval: int = 1  # gradient updates between Polyak updates
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    autotune_alpha: bool = True  # learn the temperature; if false, `alpha` stays fixed
+    alpha: float = 1.0  # initial temperature when autotuned, the fixed one otherwise
+    target_entropy: float | None = None  # None: -dim(A)
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    warmup_steps: int = 5_000  # env steps of uniform random actions before learning starts
+    updates_per_step: float = 1.0  # gradient updates per collected transition (UTD ratio)
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging; off by default so no account is needed."""
+
+    enabled: bool = False
+    project: str = "sac"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "online"  # online | offline | disabled
+
+
+@dataclass
+class TrainConfig:
+    """Everything `sac-train` reads."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_threads: int = 0  # 0: PyTorch's default
+    total_steps: int = 20_000  # environment steps (transitions, summed over envs)
+    eval_every: int = 2_000  # env steps between deterministic evaluations (0: only at the end)
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000  # env steps between checkpoints (one is always saved at the end)
+    log_every: int = 1_000  # env steps between training-metric rows and progress lines
+
+
+@dataclass
+class EvalConfig:
+    """Everything `sac-eval` reads."""
+
+    checkpoint: str = MISSING  # a checkpoint file, or a run directory (its latest checkpoint)
+    episodes: int = 10
+    deterministic: bool = True
+    device: str = "auto"
+    seed: int = 0
+    video: bool = False  # write one MP4 per episode
+    output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
+
+
+def register_configs() -> None:
+    """Register the schemas so conf/train.yaml and conf/eval.yaml can extend them."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
+
+
+def config_dir() -> str:
+    """Absolute path of the Hydra config directory.
+
+    A wheel carries the configs inside the package (sac/conf); a source checkout or editable
+    install reads them from the repository's top-level conf/.
+    """
+    packaged = Path(__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return str(packaged)
+    return str(Path(__file__).resolve().parent.parent / "conf")

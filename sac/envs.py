@@ -1,0 +1,137 @@
+"""Gymnasium adapters: checked, action-rescaled envs; vector envs; a runner that yields clean
+transitions (never one that spans an autoreset) and finished-episode statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from sac.errors import SACError
+
+
+def make_env(
+    env_id: str, kwargs: dict[str, Any] | None = None, render_mode: str | None = None
+) -> gym.Env:
+    """gymnasium.make plus the checks and wrappers SAC needs.
+
+    The returned env takes actions in [-1, 1]^dim(A) (mapped linearly to the env's bounds) and
+    gives flat float observations.
+    """
+    kwargs = dict(kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.UnregisteredEnv as e:
+        raise SACError(f"unknown Gymnasium env id '{env_id}' ({e}); set env.id to a registered id"
+                       " such as Pendulum-v1 or HalfCheetah-v5") from None
+    except gym.error.DependencyNotInstalled as e:
+        raise SACError(f"env '{env_id}' needs a missing dependency: {e}") from None
+    except TypeError as e:
+        raise SACError(f"env '{env_id}' rejected env.kwargs {kwargs}: {e}") from None
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        env.close()
+        raise SACError(
+            f"env '{env_id}' has action space {space}; SAC needs a continuous Box action space "
+            "(for discrete actions use an algorithm such as DQN or PPO)"
+        )
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        env.close()
+        raise SACError(f"env '{env_id}' has unbounded action space {space}; SAC needs finite bounds")
+    if len(space.shape) != 1:
+        env.close()
+        raise SACError(f"env '{env_id}' has action shape {space.shape}; SAC needs a 1-D Box")
+    obs_space = env.observation_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        env = gym.wrappers.FlattenObservation(env)
+    # The policy acts in [-1, 1]; this maps to [low, high] at the env boundary.
+    ones = np.ones(space.shape, dtype=space.dtype)
+    return gym.wrappers.RescaleAction(env, -ones, ones)
+
+
+def make_vector_env(
+    env_id: str, kwargs: dict[str, Any] | None, num_envs: int, vectorization: str = "sync"
+) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `make_env` in SAME_STEP autoreset mode (see EnvRunner)."""
+    if num_envs < 1:
+        raise SACError(f"env.num_envs must be >= 1, got {num_envs}")
+    make_vec: Callable[..., gym.vector.VectorEnv]
+    if vectorization == "sync":
+        make_vec = gym.vector.SyncVectorEnv
+    elif vectorization == "async":
+        make_vec = gym.vector.AsyncVectorEnv
+    else:
+        raise SACError(f"env.vectorization must be 'sync' or 'async', got '{vectorization}'")
+    make_env(env_id, kwargs).close()  # fail here, in this process, with a clear message
+    fns = [lambda: make_env(env_id, kwargs) for _ in range(num_envs)]
+    return make_vec(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a single env or of one member of a vector env."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    act_space = getattr(env, "single_action_space", env.action_space)
+    return int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+
+
+@dataclass
+class Transitions:
+    """One vector step's transitions, one row per env, ready for the replay buffer."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray  # the true next observation, also where the episode just ended
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_returns: list[float] = field(default_factory=list)  # episodes finished this step
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+class EnvRunner:
+    """Steps a SAME_STEP-autoreset vector env and returns transitions that are safe to store.
+
+    In SAME_STEP mode a step that ends an episode returns the *reset* observation of the next
+    episode and puts the real last observation in info["final_obs"]. The runner stores the real
+    one as next_obs (so truncated episodes bootstrap from it) and continues from the reset one,
+    so no stored transition ever spans a reset.
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        obs, _ = envs.reset(seed=[seed + i for i in range(self.num_envs)])
+        envs.action_space.seed(seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def step(self, action: np.ndarray) -> Transitions:
+        next_obs, reward, terminated, truncated, info = self.envs.step(action)
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        done = np.logical_or(terminated, truncated)
+        real_next = next_obs
+        out = Transitions(self.obs, action, np.asarray(reward, dtype=np.float32), real_next,
+                          np.asarray(terminated), np.asarray(truncated))
+        self._returns += reward
+        self._lengths += 1
+        if done.any():
+            real_next = next_obs.copy()
+            for i in np.flatnonzero(done):
+                real_next[i] = info["final_obs"][i]
+                out.episode_returns.append(float(self._returns[i]))
+                out.episode_lengths.append(int(self._lengths[i]))
+            out.next_obs = real_next
+            self._returns[done] = 0.0
+            self._lengths[done] = 0
+        self.obs = next_obs
+        return out
+
+    def close(self) -> None:
+        self.envs.close()

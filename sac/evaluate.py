@@ -1,0 +1,116 @@
+"""`sac-eval` / `python -m sac.evaluate`: run a saved policy and summarise its returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sac.config import config_dir, register_configs
+from sac.errors import SACError
+
+# MuJoCo picks its OpenGL backend at import; EGL renders without a screen. A user's own
+# MUJOCO_GL (e.g. glfw on a desktop) wins.
+os.environ.setdefault("MUJOCO_GL", "egl")
+# Classic-control envs render through pygame; it needs no display for rgb_array frames.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+register_configs()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Load the checkpoint, rebuild env and actor from its stored config, run episodes."""
+    import numpy as np
+
+    from sac.agent import SAC
+    from sac.checkpoint import load_checkpoint, resolve_checkpoint
+    from sac.envs import make_env, space_dims
+    from sac.trainer import agent_config, evaluate_policy, resolve_device
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise SACError("no checkpoint given; use sac-eval checkpoint=PATH (a .pt file or a run dir)")
+    if cfg.episodes < 1:
+        raise SACError(f"episodes must be >= 1, got {cfg.episodes}")
+    device = resolve_device(cfg.device)
+    path = resolve_checkpoint(cfg.checkpoint)
+    state = load_checkpoint(path)
+    train_cfg = OmegaConf.create(state["config"])
+    env = make_env(train_cfg.env.id, train_cfg.env.kwargs,
+                   render_mode="rgb_array" if cfg.video else None)
+    obs_dim, act_dim = space_dims(env)
+    saved = state["spaces"]
+    if (obs_dim, act_dim) != (saved["obs_dim"], saved["act_dim"]):
+        raise SACError(
+            f"env {train_cfg.env.id} has obs/act dims {(obs_dim, act_dim)} but the checkpoint "
+            f"was trained with {(saved['obs_dim'], saved['act_dim'])}"
+        )
+    agent = SAC(obs_dim, act_dim, agent_config(train_cfg), device)
+    agent.load_state_dict(state["agent"], actor_only=True)
+
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem
+    frames: list[list[Any]] | None = [] if cfg.video else None
+    print(f"sac-eval: {path} ({train_cfg.env.id}, {cfg.episodes} episodes, "
+          f"{'deterministic' if cfg.deterministic else 'stochastic'}, {device})", file=sys.stderr)
+    try:
+        returns, lengths = evaluate_policy(agent, env, cfg.episodes, cfg.seed,
+                                           deterministic=cfg.deterministic, frames=frames)
+    finally:
+        env.close()
+    summary = {
+        "checkpoint": str(path),
+        "env": train_cfg.env.id,
+        "checkpoint_steps": int(state["counters"]["env_steps"]),
+        "episodes": len(returns),
+        "deterministic": bool(cfg.deterministic),
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "min": float(np.min(returns)),
+        "max": float(np.max(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "returns": returns,
+    }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if frames is not None:
+            summary["videos"] = _write_videos(frames, out_dir, env.metadata.get("render_fps", 30))
+        (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as e:
+        raise SACError(f"could not write results to {out_dir}: {e}; set output_dir=...") from None
+    return summary
+
+
+def _write_videos(frames: list[list[Any]], out_dir: Path, fps: int) -> list[str]:
+    import imageio.v2 as imageio
+
+    paths = []
+    for i, episode in enumerate(frames):
+        path = out_dir / f"episode_{i:03d}.mp4"
+        # macro_block_size=1 keeps the frame size as rendered (no resize warnings).
+        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
+            for frame in episode:
+                writer.append_data(frame)
+        paths.append(str(path))
+    return paths
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def _main(cfg: DictConfig) -> None:
+    try:
+        summary = evaluate(cfg)
+    except SACError as e:
+        print(f"sac-eval: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(summary))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

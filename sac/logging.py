@@ -1,0 +1,131 @@
+"""One facade over the run's outputs: metrics CSV (always), Weights & Biases (optional) and the
+live progress line on the console."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sac.errors import SACError
+
+log = logging.getLogger("sac")
+
+# Every column the metrics CSV can hold; a row fills the ones it has and leaves the rest empty.
+CSV_COLUMNS = (
+    "step",
+    "time",
+    "train/episode_return",
+    "train/episode_length",
+    "eval/return_mean",
+    "eval/return_std",
+    "eval/length_mean",
+    "losses/critic",
+    "losses/actor",
+    "losses/alpha",
+    "train/alpha",
+    "train/entropy",
+    "train/q_mean",
+    "train/target_q_mean",
+    "perf/sps",
+    "perf/updates",
+)
+
+
+class RunLogger:
+    """Writes metric rows keyed by env step to metrics.csv and, when enabled, to W&B."""
+
+    def __init__(
+        self, run_dir: Path, config: Mapping[str, Any], wandb_cfg: Any | None = None
+    ) -> None:
+        self.path = run_dir / "metrics.csv"
+        new = not self.path.exists()
+        self._file = self.path.open("a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS)
+        if new:
+            self._csv.writeheader()
+        self._start = time.time()
+        self._wandb = None
+        if wandb_cfg is not None and wandb_cfg.enabled:
+            self._wandb = _init_wandb(run_dir, config, wandb_cfg)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        unknown = set(metrics) - set(CSV_COLUMNS)
+        if unknown:  # a programming error, not a user one: keep the CSV's columns fixed
+            raise KeyError(f"metrics not in CSV_COLUMNS: {sorted(unknown)}")
+        row = {"step": step, "time": round(time.time() - self._start, 3), **metrics}
+        self._csv.writerow(row)
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log(dict(metrics), step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _init_wandb(run_dir: Path, config: Mapping[str, Any], cfg: Any) -> Any:
+    try:
+        import wandb
+    except ImportError:
+        raise SACError("wandb.enabled=true but wandb is not installed: pip install 'sac[wandb]'"
+                       ) from None
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        group=cfg.group,
+        tags=list(cfg.tags),
+        mode=cfg.mode,
+        dir=str(run_dir),
+        name=run_dir.name,
+        config=dict(config),
+    )
+
+
+class Progress:
+    """A live progress line: redrawn in place on a terminal, one line per report otherwise."""
+
+    def __init__(self, total_steps: int, stream: Any = None) -> None:
+        self.total = total_steps
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+
+    def update(self, step: int, sps: float, recent_return: float | None,
+               last_eval: tuple[int, float] | None, force: bool = False) -> None:
+        now = time.time()
+        if not force and (not self.tty or now - self._last_draw < 0.5):
+            return
+        self._last_draw = now
+        eta = (self.total - step) / sps if sps > 0 else math.inf
+        parts = [
+            f"step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)",
+            f"{sps:.0f} sps",
+            f"return {recent_return:.1f}" if recent_return is not None else "return -",
+            f"eval {last_eval[1]:.1f} @{last_eval[0]}" if last_eval else "eval -",
+            f"ETA {_fmt_duration(eta)}",
+        ]
+        line = " | ".join(parts)
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        else:
+            log.info(line)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
