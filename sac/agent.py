@@ -58,9 +58,11 @@ class SAC:
             self.device
         )
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(
-            float(cfg.alpha), device=self.device
-        ).log_().requires_grad_(cfg.autotune_alpha)
+        self.log_alpha = (
+            torch.tensor(float(cfg.alpha), device=self.device)
+            .log_()
+            .requires_grad_(cfg.autotune_alpha)
+        )
         self.target_entropy = (
             float(cfg.target_entropy) if cfg.target_entropy is not None else -float(act_dim)
         )

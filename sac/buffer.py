@@ -70,6 +70,9 @@ class ReplayBuffer:
             0, self.size, (batch_size,), device=self.device, generator=self.generator
         )
         return Batch(
-            self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
+            self.obs[idx],
+            self.action[idx],
+            self.reward[idx],
+            self.next_obs[idx],
             self.terminated[idx],
         )

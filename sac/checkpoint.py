@@ -65,9 +65,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return p
     ckpt_dir = p / CHECKPOINT_DIR if (p / CHECKPOINT_DIR).is_dir() else p
     steps = sorted(
-        (int(m.group(1)), f)
-        for f in ckpt_dir.iterdir()
-        if (m := _STEP_FILE.match(f.name))
+        (int(m.group(1)), f) for f in ckpt_dir.iterdir() if (m := _STEP_FILE.match(f.name))
     )
     if steps:
         return steps[-1][1]
@@ -83,8 +81,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # the unpickler raises many types on foreign or damaged files
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise SACError(f"'{p}' is not a readable sac checkpoint ({type(e).__name__}: {detail}); "
-                       "pass a .pt file written by sac-train") from None
+        raise SACError(
+            f"'{p}' is not a readable sac checkpoint ({type(e).__name__}: {detail}); "
+            "pass a .pt file written by sac-train"
+        ) from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise SACError(f"'{p}' is a PyTorch file but not a sac checkpoint (no format_version)")
     if state["format_version"] != FORMAT_VERSION:

@@ -28,8 +28,10 @@ def make_env(
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as e:
-        raise SACError(f"unknown Gymnasium env id '{env_id}' ({e}); set env.id to a registered id"
-                       " such as Pendulum-v1 or HalfCheetah-v5") from None
+        raise SACError(
+            f"unknown Gymnasium env id '{env_id}' ({e}); set env.id to a registered id"
+            " such as Pendulum-v1 or HalfCheetah-v5"
+        ) from None
     except gym.error.DependencyNotInstalled as e:
         raise SACError(f"env '{env_id}' needs a missing dependency: {e}") from None
     except TypeError as e:
@@ -43,7 +45,9 @@ def make_env(
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         env.close()
-        raise SACError(f"env '{env_id}' has unbounded action space {space}; SAC needs finite bounds")
+        raise SACError(
+            f"env '{env_id}' has unbounded action space {space}; SAC needs finite bounds"
+        )
     if len(space.shape) != 1:
         env.close()
         raise SACError(f"env '{env_id}' has action shape {space.shape}; SAC needs a 1-D Box")
@@ -117,8 +121,14 @@ class EnvRunner:
         next_obs = np.asarray(next_obs, dtype=np.float32)
         done = np.logical_or(terminated, truncated)
         real_next = next_obs
-        out = Transitions(self.obs, action, np.asarray(reward, dtype=np.float32), real_next,
-                          np.asarray(terminated), np.asarray(truncated))
+        out = Transitions(
+            self.obs,
+            action,
+            np.asarray(reward, dtype=np.float32),
+            real_next,
+            np.asarray(terminated),
+            np.asarray(truncated),
+        )
         self._returns += reward
         self._lengths += 1
         if done.any():

@@ -33,15 +33,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from sac.trainer import agent_config, evaluate_policy, resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
-        raise SACError("no checkpoint given; use sac-eval checkpoint=PATH (a .pt file or a run dir)")
+        raise SACError("no checkpoint given; use sac-eval checkpoint=PATH (a .pt or a run dir)")
     if cfg.episodes < 1:
         raise SACError(f"episodes must be >= 1, got {cfg.episodes}")
     device = resolve_device(cfg.device)
     path = resolve_checkpoint(cfg.checkpoint)
     state = load_checkpoint(path)
     train_cfg = OmegaConf.create(state["config"])
-    env = make_env(train_cfg.env.id, train_cfg.env.kwargs,
-                   render_mode="rgb_array" if cfg.video else None)
+    env = make_env(
+        train_cfg.env.id, train_cfg.env.kwargs, render_mode="rgb_array" if cfg.video else None
+    )
     obs_dim, act_dim = space_dims(env)
     saved = state["spaces"]
     if (obs_dim, act_dim) != (saved["obs_dim"], saved["act_dim"]):
@@ -54,11 +55,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem
     frames: list[list[Any]] | None = [] if cfg.video else None
-    print(f"sac-eval: {path} ({train_cfg.env.id}, {cfg.episodes} episodes, "
-          f"{'deterministic' if cfg.deterministic else 'stochastic'}, {device})", file=sys.stderr)
+    print(
+        f"sac-eval: {path} ({train_cfg.env.id}, {cfg.episodes} episodes, "
+        f"{'deterministic' if cfg.deterministic else 'stochastic'}, {device})",
+        file=sys.stderr,
+    )
     try:
-        returns, lengths = evaluate_policy(agent, env, cfg.episodes, cfg.seed,
-                                           deterministic=cfg.deterministic, frames=frames)
+        returns, lengths = evaluate_policy(
+            agent, env, cfg.episodes, cfg.seed, deterministic=cfg.deterministic, frames=frames
+        )
     finally:
         env.close()
     summary = {

@@ -74,8 +74,9 @@ def _init_wandb(run_dir: Path, config: Mapping[str, Any], cfg: Any) -> Any:
     try:
         import wandb
     except ImportError:
-        raise SACError("wandb.enabled=true but wandb is not installed: pip install 'sac[wandb]'"
-                       ) from None
+        raise SACError(
+            "wandb.enabled=true but wandb is not installed: pip install 'sac[wandb]'"
+        ) from None
     return wandb.init(
         project=cfg.project,
         entity=cfg.entity,
@@ -97,8 +98,14 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_draw = 0.0
 
-    def update(self, step: int, sps: float, recent_return: float | None,
-               last_eval: tuple[int, float] | None, force: bool = False) -> None:
+    def update(
+        self,
+        step: int,
+        sps: float,
+        recent_return: float | None,
+        last_eval: tuple[int, float] | None,
+        force: bool = False,
+    ) -> None:
         now = time.time()
         if not force and (not self.tty or now - self._last_draw < 0.5):
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -100,7 +101,7 @@ class EnsembleCritic(nn.Module):
         self.num = num
         dims = [obs_dim + act_dim, *hidden_sizes, 1]
         self.layers = nn.ModuleList(
-            EnsembleLinear(num, d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:])
+            EnsembleLinear(num, d_in, d_out) for d_in, d_out in itertools.pairwise(dims)
         )
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:

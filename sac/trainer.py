@@ -37,8 +37,9 @@ def resolve_device(spec: str) -> torch.device:
         raise SACError(f"device='{spec}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SACError(f"device={spec} but no CUDA GPU is available here; use device=cpu or "
-                           "device=auto")
+            raise SACError(
+                f"device={spec} but no CUDA GPU is available here; use device=cpu or device=auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise SACError(f"device={spec} but only {torch.cuda.device_count()} GPU(s) exist")
     elif device.type != "cpu":
@@ -58,7 +59,11 @@ def agent_config(cfg: DictConfig) -> AgentConfig:
 
 
 def evaluate_policy(
-    agent: SAC, env: Any, episodes: int, seed: int, deterministic: bool = True,
+    agent: SAC,
+    env: Any,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
     frames: list[list[np.ndarray]] | None = None,
 ) -> tuple[list[float], list[int]]:
     """Run whole episodes; return their returns and lengths. `frames` collects renders."""
@@ -98,13 +103,19 @@ class Trainer:
             torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
 
-        self.envs = make_vector_env(cfg.env.id, cfg.env.kwargs, cfg.env.num_envs,
-                                    cfg.env.vectorization)
+        self.envs = make_vector_env(
+            cfg.env.id, cfg.env.kwargs, cfg.env.num_envs, cfg.env.vectorization
+        )
         self.eval_env = make_env(cfg.env.id, cfg.env.kwargs)
         self.obs_dim, self.act_dim = space_dims(self.envs)
         self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
-        self.buffer = ReplayBuffer(min(cfg.agent.buffer_size, cfg.total_steps), self.obs_dim,
-                                   self.act_dim, self.device, seed=cfg.seed)
+        self.buffer = ReplayBuffer(
+            min(cfg.agent.buffer_size, cfg.total_steps),
+            self.obs_dim,
+            self.act_dim,
+            self.device,
+            seed=cfg.seed,
+        )
         self.runner = EnvRunner(self.envs, cfg.seed)
         # Warm-up actions come from a generator of their own, so they do not depend on the
         # policy's sampling noise.
@@ -120,8 +131,15 @@ class Trainer:
         n_envs = cfg.env.num_envs
         warmup = cfg.agent.warmup_steps
         log.info("run directory: %s", self.run_dir)
-        log.info("env %s (obs %d, act %d, %d env(s)), device %s, %d steps", cfg.env.id,
-                 self.obs_dim, self.act_dim, n_envs, self.device, cfg.total_steps)
+        log.info(
+            "env %s (obs %d, act %d, %d env(s)), device %s, %d steps",
+            cfg.env.id,
+            self.obs_dim,
+            self.act_dim,
+            n_envs,
+            self.device,
+            cfg.total_steps,
+        )
         progress = Progress(cfg.total_steps)
         recent = deque(maxlen=10)
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
@@ -132,8 +150,9 @@ class Trainer:
             while self.step < cfg.total_steps:
                 prev = self.step
                 if self.step < warmup:
-                    action = (torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1
-                              ).numpy()
+                    action = (
+                        torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1
+                    ).numpy()
                 else:
                     obs = torch.as_tensor(self.runner.obs, device=self.device)
                     action = self.agent.act(obs).cpu().numpy()
@@ -143,8 +162,9 @@ class Trainer:
                 for ret, length in zip(tr.episode_returns, tr.episode_lengths):
                     self.episodes += 1
                     recent.append(ret)
-                    self.logger.log(self.step, {"train/episode_return": ret,
-                                                "train/episode_length": length})
+                    self.logger.log(
+                        self.step, {"train/episode_return": ret, "train/episode_length": length}
+                    )
 
                 if self.step >= warmup:
                     # updates_per_step counts gradient updates per collected transition, so a
@@ -179,21 +199,36 @@ class Trainer:
         finally:
             progress.close()
             self.close()
-        summary = {"steps": self.step, "episodes": self.episodes, "checkpoint": str(path),
-                   "eval_return": self.last_eval[1] if self.last_eval else None}
+        summary = {
+            "steps": self.step,
+            "episodes": self.episodes,
+            "checkpoint": str(path),
+            "eval_return": self.last_eval[1] if self.last_eval else None,
+        }
         log.info("done: %s", summary)
         return summary
 
     def evaluate(self) -> float:
-        returns, lengths = evaluate_policy(self.agent, self.eval_env, self.cfg.eval_episodes,
-                                           seed=self.cfg.seed + 10_000)
+        returns, lengths = evaluate_policy(
+            self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed + 10_000
+        )
         mean = float(np.mean(returns))
         self.last_eval = (self.step, mean)
-        self.logger.log(self.step, {"eval/return_mean": mean,
-                                    "eval/return_std": float(np.std(returns)),
-                                    "eval/length_mean": float(np.mean(lengths))})
-        log.info("eval @%d: return %.1f +- %.1f over %d episodes", self.step, mean,
-                 float(np.std(returns)), len(returns))
+        self.logger.log(
+            self.step,
+            {
+                "eval/return_mean": mean,
+                "eval/return_std": float(np.std(returns)),
+                "eval/length_mean": float(np.mean(lengths)),
+            },
+        )
+        log.info(
+            "eval @%d: return %.1f +- %.1f over %d episodes",
+            self.step,
+            mean,
+            float(np.std(returns)),
+            len(returns),
+        )
         return mean
 
     def state(self) -> dict[str, Any]:
@@ -207,8 +242,11 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "counters": {"env_steps": self.step, "updates": self.agent.num_updates,
-                         "episodes": self.episodes},
+            "counters": {
+                "env_steps": self.step,
+                "updates": self.agent.num_updates,
+                "episodes": self.episodes,
+            },
             "spaces": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
             "agent": self.agent.state_dict(),
             "rng": rng,
@@ -252,16 +290,22 @@ def _check_config(cfg: DictConfig) -> None:
         (cfg.agent.warmup_steps >= 0, "agent.warmup_steps must be >= 0"),
         (cfg.agent.updates_per_step >= 0, "agent.updates_per_step must be >= 0"),
         (cfg.agent.num_critics >= 1, "agent.num_critics must be >= 1"),
-        (len(cfg.agent.hidden_sizes) > 0 and min(cfg.agent.hidden_sizes) > 0,
-         "agent.hidden_sizes must be a non-empty list of positive sizes"),
+        (
+            len(cfg.agent.hidden_sizes) > 0 and min(cfg.agent.hidden_sizes) > 0,
+            "agent.hidden_sizes must be a non-empty list of positive sizes",
+        ),
         (0.0 <= cfg.agent.gamma <= 1.0, "agent.gamma must be in [0, 1]"),
         (0.0 < cfg.agent.tau <= 1.0, "agent.tau must be in (0, 1]"),
         (cfg.agent.target_update_interval >= 1, "agent.target_update_interval must be >= 1"),
-        (min(cfg.agent.actor_lr, cfg.agent.critic_lr, cfg.agent.alpha_lr) > 0,
-         "agent.actor_lr, agent.critic_lr and agent.alpha_lr must be > 0"),
+        (
+            min(cfg.agent.actor_lr, cfg.agent.critic_lr, cfg.agent.alpha_lr) > 0,
+            "agent.actor_lr, agent.critic_lr and agent.alpha_lr must be > 0",
+        ),
         (cfg.agent.alpha > 0, "agent.alpha must be > 0"),
-        (cfg.agent.log_std_min < cfg.agent.log_std_max,
-         "agent.log_std_min must be < agent.log_std_max"),
+        (
+            cfg.agent.log_std_min < cfg.agent.log_std_max,
+            "agent.log_std_min must be < agent.log_std_max",
+        ),
     ]
     for ok, message in checks:
         if not ok:
