@@ -91,13 +91,7 @@ class SAC:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
 
-        # Critic: y = r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')).
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
-            target_q = batch.reward + cfg.gamma * (1.0 - batch.terminated) * (
-                next_q - alpha * next_log_prob
-            )
+        target_q = self.td_target(batch, alpha)
         q = self.critic(batch.obs, batch.action)  # (N, B)
         critic_loss = (q - target_q).pow(2).mean(dim=1).sum()  # sum over critics of the MSE
         self.critic_optim.zero_grad(set_to_none=True)
@@ -142,13 +136,26 @@ class SAC:
         )
 
     @torch.no_grad()
+    def td_target(self, batch: Batch, alpha: Tensor) -> Tensor:
+        """y = r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')).
+
+        a' is sampled fresh from the current policy. Only `terminated` stops bootstrapping: a
+        time-limit truncation is stored with terminated = 0 and its real final observation.
+        """
+        next_action, next_log_prob = self.actor(batch.next_obs)
+        next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
+        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * (
+            next_q - alpha * next_log_prob
+        )
+
+    @torch.no_grad()
     def polyak_update(self) -> None:
         """theta' <- (1 - tau) theta' + tau theta, in place for all target tensors at once."""
         torch._foreach_lerp_(self._target_params, self._critic_params, self.cfg.tau)
 
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.log_alpha.detach().exp())
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -98,6 +98,10 @@ class Trainer:
         _check_config(cfg)
         self.cfg = cfg
         self.run_dir = run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SACError(f"cannot create run directory {run_dir}: {e}") from None
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
@@ -166,14 +170,13 @@ class Trainer:
                         self.step, {"train/episode_return": ret, "train/episode_length": length}
                     )
 
-                if self.step >= warmup:
-                    # updates_per_step counts gradient updates per collected transition, so a
-                    # vector step of N envs earns N * updates_per_step updates.
-                    updates_owed += n_envs * cfg.agent.updates_per_step
-                    while updates_owed >= 1.0:
-                        metric_sum += self.agent.update(self.buffer.sample(cfg.agent.batch_size))
-                        metric_count += 1
-                        updates_owed -= 1.0
+                # Each transition collected after the warm-up earns updates_per_step gradient
+                # updates, so a vector step of N envs earns N * updates_per_step of them.
+                updates_owed += max(0, self.step - max(prev, warmup)) * cfg.agent.updates_per_step
+                while updates_owed >= 1.0:
+                    metric_sum += self.agent.update(self.buffer.sample(cfg.agent.batch_size))
+                    metric_count += 1
+                    updates_owed -= 1.0
 
                 if _crossed(prev, self.step, cfg.log_every) or self.step >= cfg.total_steps:
                     now = time.perf_counter()

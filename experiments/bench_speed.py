@@ -1,0 +1,445 @@
+"""Training throughput of this project's SAC vs Stable-Baselines3 SAC, side by side.
+
+Measures env steps per second AFTER warm-up: every measurement trains from scratch in a fresh
+subprocess (`--worker sac|sb3`), runs `--warmup` env steps of random actions, then times a
+window of `--steps` env steps, each with one policy action and one gradient update (batch 256,
+2x256 MLPs, buffer 1e6, one env, same seed and torch thread count for both). Repeats alternate
+the implementations (and rotate their order) so that machine noise hits all of them alike.
+
+This project's SAC runs its real code path: a config composed with Hydra from conf/ and
+`sac.trainer.Trainer(cfg, run_dir).train()`; the timing comes from the `perf/sps` rows the
+trainer writes to metrics.csv (`log_every` divides both --warmup and --steps, so a row falls
+exactly on the warm-up boundary and one on the end of the window; the final evaluation and
+checkpoint come after the last row and are not timed). SB3 is timed with a callback at the
+same boundaries. SB3 is the optional `bench` extra: pip install -e '.[bench]'.
+
+    python experiments/bench_speed.py                       # HalfCheetah-v5, 3 repeats
+    python experiments/bench_speed.py --threads 1 --sac-variants "env.num_envs=4"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+RESULT_TAG = "BENCH_RESULT "  # a worker prints its result as one JSON line after this tag
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BATCH_SIZE = 256
+HIDDEN = [256, 256]
+BUFFER_SIZE = 1_000_000
+MAX_LOG_ROWS_IN_WINDOW = 20  # more metric rows than this in the window would distort SAC's time
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One timed window of one worker process."""
+
+    impl: str  # "sac" or "sb3"
+    overrides: list[str]  # extra Hydra overrides (sac variants only)
+    sps: float  # env steps per second in the window
+    steps: int  # env steps in the window
+    seconds: float  # wall time of the window
+    updates: int  # gradient updates in the window
+    threads: int  # torch.get_num_threads() in the worker
+    device: str
+    other_load: float = math.nan  # CPU cores used by other processes while it ran (parent sets)
+
+
+# --------------------------------------------------------------------------------- workers
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _sac_env_group(config_dir: str, env_id: str) -> str | None:
+    """The conf/env/<group>.yaml whose env.id is `env_id`, if any (for its env.kwargs)."""
+    from omegaconf import OmegaConf
+
+    for path in sorted(Path(config_dir, "env").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if OmegaConf.select(node, "env.id") == env_id:
+            return path.stem
+    return None
+
+
+def run_sac(args: argparse.Namespace) -> Measurement:
+    """Train this project's SAC through Hydra + Trainer; read the window from metrics.csv."""
+    from hydra import compose, initialize_config_dir
+
+    from sac.config import config_dir, register_configs
+    from sac.trainer import Trainer
+
+    _set_threads(args.threads)
+    register_configs()
+    group = _sac_env_group(config_dir(), args.env)
+    overrides = [
+        *([f"env={group}"] if group else []),
+        f"env.id={args.env}",
+        "env.num_envs=1",
+        f"seed={args.seed}",
+        f"device={args.device}",
+        f"torch_threads={max(args.threads, 0)}",
+        f"total_steps={args.warmup + args.steps}",
+        f"agent.warmup_steps={args.warmup}",
+        f"agent.batch_size={BATCH_SIZE}",
+        f"agent.buffer_size={BUFFER_SIZE}",
+        f"agent.hidden_sizes=[{','.join(map(str, HIDDEN))}]",
+        "agent.updates_per_step=1.0",
+        "eval_every=0",  # 0: evaluate only at the end, after the timed window
+        "eval_episodes=1",
+        "checkpoint_every=0",  # 0: save only at the end, after the timed window
+        f"log_every={_log_every(args.warmup, args.steps)}",
+        "wandb.enabled=false",
+        *args.overrides,  # the variant's own overrides win
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir(), job_name="bench"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with tempfile.TemporaryDirectory(prefix="bench_sac_") as tmp:
+        trainer = Trainer(cfg, Path(tmp))
+        device = str(trainer.device)
+        trainer.train()
+        steps, seconds, updates = _sac_window(Path(tmp) / "metrics.csv", args.warmup)
+    import torch
+
+    return Measurement(
+        "sac", args.overrides, steps / seconds, steps, seconds, updates,
+        torch.get_num_threads(), device,
+    )  # fmt: skip
+
+
+def _sac_window(metrics_csv: Path, warmup: int) -> tuple[int, float, int]:
+    """(env steps, seconds, updates) from the first `perf/sps` row at or after the warm-up
+    boundary to the last one; each row's SPS covers the steps since the previous row."""
+    with metrics_csv.open(newline="") as f:
+        rows = [(0, math.nan, 0)]  # the trainer's first SPS mark: step 0, before the loop
+        rows += [
+            (int(r["step"]), float(r["perf/sps"]), int(float(r["perf/updates"])))
+            for r in csv.DictReader(f)
+            if r["perf/sps"]
+        ]
+    start = next((i for i, (step, _, _) in enumerate(rows) if step >= warmup), None)
+    if start is None or start == len(rows) - 1:
+        raise RuntimeError(f"no perf/sps rows after the warm-up boundary in {metrics_csv}")
+    seconds = sum((rows[i][0] - rows[i - 1][0]) / rows[i][1] for i in range(start + 1, len(rows)))
+    return rows[-1][0] - rows[start][0], seconds, rows[-1][2] - rows[start][2]
+
+
+def run_sb3(args: argparse.Namespace) -> Measurement:
+    """Train Stable-Baselines3 SAC with the same settings; a callback times the window."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    _set_threads(args.threads)
+    warmup, total = args.warmup, args.warmup + args.steps
+
+    class WindowTimer(BaseCallback):
+        """Marks the time (and update count) when the warm-up ends and when training ends.
+
+        With train_freq=1 a rollout is one env step and the gradient step follows it, so the
+        rollout that starts at num_timesteps == warmup is the first timed step; training ends
+        right after the gradient step of the last env step.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.start: tuple[float, int, int] | None = None
+            self.end: tuple[float, int, int] | None = None
+
+        def _mark(self) -> tuple[float, int, int]:
+            return time.perf_counter(), self.num_timesteps, self.model._n_updates
+
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps == warmup:
+                self.start = self._mark()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_end(self) -> None:
+            self.end = self._mark()
+
+    env = gym.make(args.env)
+    model = SAC(
+        "MlpPolicy",
+        env,
+        batch_size=BATCH_SIZE,
+        buffer_size=BUFFER_SIZE,
+        learning_starts=warmup,
+        train_freq=1,
+        gradient_steps=1,
+        policy_kwargs={"net_arch": list(HIDDEN)},
+        device=args.device,
+        seed=args.seed,
+        verbose=0,
+    )
+    timer = WindowTimer()
+    model.learn(total_timesteps=total, callback=timer, progress_bar=False)
+    env.close()
+    if timer.start is None or timer.end is None:
+        raise RuntimeError("the SB3 callback did not see the warm-up boundary")
+    seconds = timer.end[0] - timer.start[0]
+    steps = timer.end[1] - timer.start[1]
+    updates = timer.end[2] - timer.start[2]
+    return Measurement(
+        "sb3", [], steps / seconds, steps, seconds, updates,
+        torch.get_num_threads(), str(model.device),
+    )  # fmt: skip
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    """Run one measurement in this process and print it as a tagged JSON line."""
+    result = run_sac(args) if args.worker == "sac" else run_sb3(args)
+    print(RESULT_TAG + json.dumps(dataclasses.asdict(result)), flush=True)
+
+
+# --------------------------------------------------------------------------------- driver
+def _log_every(warmup: int, steps: int) -> int:
+    """The largest log interval with a row on the warm-up boundary and at the window's end."""
+    return math.gcd(warmup, steps)
+
+
+def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int) -> Measurement:
+    """Run one measurement in a fresh Python process and parse its result."""
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", impl,
+        "--env", args.env, "--warmup", str(args.warmup), "--steps", str(args.steps),
+        "--threads", str(args.threads), "--seed", str(seed), "--device", args.device,
+    ]  # fmt: skip
+    if overrides:
+        cmd += ["--overrides", *overrides]
+    busy0, children0, t0 = _busy_cpu_seconds(), _children_cpu_seconds(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    busy1, children1, t1 = _busy_cpu_seconds(), _children_cpu_seconds(), time.perf_counter()
+    # Machine-wide busy CPU time minus the worker's own: how much else was running meanwhile.
+    other = ((busy1 - busy0) - (children1 - children0)) / (t1 - t0)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            result = Measurement(**json.loads(line[len(RESULT_TAG) :]))
+            return dataclasses.replace(result, other_load=max(other, 0.0))
+    sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+    raise SystemExit(f"bench_speed: worker {impl} {overrides} failed (exit {proc.returncode})")
+
+
+def _busy_cpu_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine since boot (Linux /proc/stat; else NaN)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return math.nan
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user..steal; guest time is already counted in user
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the results table: an implementation + settings and its measurements."""
+
+    name: str
+    settings: str
+    impl: str
+    overrides: list[str]
+    results: list[Measurement]
+
+    @property
+    def sps(self) -> list[float]:
+        return [m.sps for m in self.results]
+
+
+def _rows(args: argparse.Namespace) -> list[Row]:
+    base = (
+        f"{args.env}, 1 env, batch {BATCH_SIZE}, {len(HIDDEN)}x{HIDDEN[0]}, 1 update/step,"
+        f" buffer {BUFFER_SIZE:.0e}, {args.device}"
+    )
+    rows = [Row("sac (this project)", base, "sac", [], [])]
+    for variant in args.sac_variants:
+        rows.append(
+            Row("sac (this project)", f"{base}; {variant}", "sac", shlex.split(variant), [])
+        )
+    if not args.no_sb3:
+        version = metadata.version("stable-baselines3")
+        rows.insert(1, Row(f"Stable-Baselines3 {version} SAC", base, "sb3", [], []))
+    return rows
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _table(rows: list[Row]) -> str:
+    sb3 = next((r for r in rows if r.impl == "sb3"), None)
+    sb3_median = statistics.median(sb3.sps) if sb3 else None
+    lines = [
+        "| implementation | settings | median SPS | min | max | ratio to SB3 median |"
+        " updates/step | torch threads |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        median = statistics.median(r.sps)
+        ratio = f"{median / sb3_median:.2f}" if sb3_median else "-"
+        ups = sum(m.updates for m in r.results) / sum(m.steps for m in r.results)
+        threads = ",".join(sorted({str(m.threads) for m in r.results}))
+        lines.append(
+            f"| {r.name} | {r.settings} | {_fmt(median)} | {_fmt(min(r.sps))}"
+            f" | {_fmt(max(r.sps))} | {ratio} | {ups:.2f} | {threads} |"
+        )
+    return "\n".join(lines)
+
+
+def _raw_table(rows: list[Row]) -> str:
+    lines = [
+        "| repeat | implementation | settings | SPS | steps | seconds | updates |"
+        " other CPU load (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for i, m in enumerate(r.results):
+            lines.append(
+                f"| {i} | {r.name} | {r.settings} | {_fmt(m.sps)} | {m.steps} | {m.seconds:.2f}"
+                f" | {m.updates} | {m.other_load:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _environment(args: argparse.Namespace) -> str:
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    threads = str(args.threads) if args.threads > 0 else "torch default"
+    items = [
+        ("command", "`python " + shlex.join(["experiments/bench_speed.py", *sys.argv[1:]]) + "`"),
+        ("date", dt.datetime.now().astimezone().isoformat(timespec="seconds")),
+        ("python", platform.python_version()),
+        ("torch", _version("torch")),
+        ("gymnasium", _version("gymnasium")),
+        ("mujoco", _version("mujoco")),
+        ("stable-baselines3", _version("stable-baselines3")),
+        ("CPU", f"{_cpu_model()}; os.cpu_count()={os.cpu_count()}, usable={affinity}"),
+        ("torch threads (--threads)", threads),
+        ("warm-up / timed steps / repeats", f"{args.warmup} / {args.steps} / {args.repeats}"),
+        ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset")),
+        ("LD_PRELOAD", os.environ.get("LD_PRELOAD", "unset")),
+    ]
+    return "\n".join(f"- {k}: {v}" for k, v in items)
+
+
+def _report(args: argparse.Namespace, rows: list[Row]) -> str:
+    return (
+        f"# Training speed, {args.env}: env steps/s after warm-up\n\n"
+        "Each measurement is a fresh process that trains from scratch; SPS is timed over the"
+        " steps after warm-up only (each with one policy action and one gradient update)."
+        " Implementations alternate within every repeat. Ratio = median SPS / SB3 median SPS.\n\n"
+        f"{_table(rows)}\n\n## Setup\n\n{_environment(args)}\n\n"
+        f"## Every measurement\n\n{_raw_table(rows)}\n"
+    )
+
+
+def driver_main(args: argparse.Namespace) -> None:
+    """Alternate fresh-process measurements of every row; print and save the table."""
+    if not args.no_sb3 and _version("stable-baselines3") == "not installed":
+        raise SystemExit(
+            "bench_speed: stable-baselines3 is not installed; pip install -e '.[bench]'"
+            " (or pass --no-sb3)"
+        )
+    rows = _rows(args)
+    for rep in range(args.repeats):
+        shift = rep % len(rows)  # rotate who goes first, so no row always runs first
+        for row in rows[shift:] + rows[:shift]:
+            m = _spawn(args, row.impl, row.overrides, args.seed + rep)
+            row.results.append(m)
+            print(
+                f"[{rep + 1}/{args.repeats}] {row.name} {' '.join(row.overrides)}: "
+                f"{m.sps:.1f} steps/s ({m.steps} steps in {m.seconds:.2f} s, "
+                f"{m.updates} updates, {m.threads} threads)",
+                flush=True,
+            )
+    report = _report(args, rows)
+    out = Path(args.out) if args.out else RESULTS_DIR / f"speed_{args.env}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print("\n" + _table(rows) + f"\n\nwritten: {out}")
+
+
+# --------------------------------------------------------------------------------- CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default="HalfCheetah-v5", help="Gymnasium env id")
+    p.add_argument("--warmup", type=int, default=1000, help="random-action steps, not timed")
+    p.add_argument("--steps", type=int, default=2000, help="timed env steps after warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per row")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of repeat 0 (repeat i: seed+i)")
+    p.add_argument("--device", default="cpu", help="torch device for both (cpu, cuda)")
+    p.add_argument(
+        "--sac-variants",
+        nargs="*",
+        default=[],
+        metavar="OVERRIDES",
+        help="extra rows of this project's SAC, each one string of Hydra overrides,"
+        ' e.g. "env.num_envs=4" "agent.num_critics=2 torch_threads=1"',
+    )
+    p.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument("--out", default=None, help="report path (default results/speed_<env>.md)")
+    p.add_argument("--worker", choices=["sac", "sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.warmup < 0 or args.steps < 1 or args.repeats < 1:
+        p.error("need --warmup >= 0, --steps >= 1 and --repeats >= 1")
+    if args.steps // _log_every(args.warmup, args.steps) > MAX_LOG_ROWS_IN_WINDOW:
+        p.error(
+            f"--warmup {args.warmup} and --steps {args.steps} share only the divisor "
+            f"{_log_every(args.warmup, args.steps)}: SAC's timing needs a metrics row on both "
+            "boundaries; use multiples of e.g. 100 or 1000"
+        )
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args)
+    else:
+        driver_main(args)
+
+
+if __name__ == "__main__":
+    main()

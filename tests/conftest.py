@@ -1,0 +1,69 @@
+"""Shared test helpers: tiny test envs registered with Gymnasium, a CLI runner, a config maker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sac.config import config_dir, register_configs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class CountEnv(gym.Env):
+    """obs = [t, episode id]; terminates after `length` steps (or truncates, if `truncate`)."""
+
+    def __init__(self, length: int = 3, truncate: bool = False) -> None:
+        self.length = length
+        self.truncate = truncate
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-2.0, 4.0, (1,), np.float32)
+        self.episode = -1
+        self.last_action: np.ndarray | None = None
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.episode += 1
+        return self._obs(), {}
+
+    def step(self, action):
+        self.last_action = np.array(action)
+        self.t += 1
+        done = self.t >= self.length
+        return self._obs(), 1.0, done and not self.truncate, done and self.truncate, {}
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.t, self.episode], dtype=np.float32)
+
+
+gym.register("CountEnv-v0", entry_point=CountEnv)
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """compose() the train config with overrides, as `sac-train` would."""
+    register_configs()
+
+    def _make(*overrides: str):
+        with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+            return compose("train", overrides=list(overrides))
+
+    return _make
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a console script (sac-train / sac-eval) as a user would, in a subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    exe = Path(sys.executable).parent / args[0]
+    return subprocess.run(
+        [str(exe), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

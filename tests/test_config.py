@@ -1,0 +1,82 @@
+"""Every config composes; the schema rejects unknown keys and wrong types."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from sac.config import config_dir, register_configs
+
+ENV_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "env").glob("*.yaml"))
+EXPECTED_IDS = {
+    "pendulum": "Pendulum-v1",
+    "inverted_pendulum": "InvertedPendulum-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "hopper": "Hopper-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "humanoid": "Humanoid-v5",
+}
+
+
+def test_all_issue_envs_have_configs():
+    assert set(EXPECTED_IDS) <= set(ENV_CONFIGS)
+
+
+@pytest.mark.parametrize("env", ENV_CONFIGS)
+def test_every_env_config_composes(make_cfg, env):
+    cfg = make_cfg(f"env={env}")
+    assert cfg.env.id == EXPECTED_IDS.get(env, cfg.env.id)
+    assert cfg.total_steps > cfg.agent.warmup_steps > 0
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_default_is_pendulum_with_paper_hyperparameters(make_cfg):
+    cfg = make_cfg()
+    assert cfg.env.id == "Pendulum-v1" and cfg.device == "auto" and cfg.seed == 0
+    a = cfg.agent
+    assert (a.gamma, a.tau, a.batch_size, a.buffer_size, list(a.hidden_sizes)) == (
+        0.99,
+        0.005,
+        256,
+        1_000_000,
+        [256, 256],
+    )
+    assert a.actor_lr == a.critic_lr == a.alpha_lr == 3e-4
+    assert a.num_critics == 2 and a.autotune_alpha and a.target_entropy is None
+    assert not cfg.wandb.enabled
+
+
+def test_env_settings_override_agent_defaults_and_the_command_line_wins(make_cfg):
+    assert make_cfg("env=hopper").agent.warmup_steps == 10_000
+    cfg = make_cfg("env=hopper", "agent.warmup_steps=7", "total_steps=100", "env.id=Walker2d-v5")
+    assert (cfg.agent.warmup_steps, cfg.total_steps, cfg.env.id) == (7, 100, "Walker2d-v5")
+
+
+def test_env_kwargs_can_be_set(make_cfg):
+    cfg = make_cfg("+env.kwargs.g=3.0")
+    assert cfg.env.kwargs == {"g": 3.0}
+
+
+def test_eval_config_composes():
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+        cfg = compose("eval", overrides=["checkpoint=x.pt", "episodes=3", "video=true"])
+    assert (cfg.checkpoint, cfg.episodes, cfg.video, cfg.deterministic) == ("x.pt", 3, True, True)
+
+
+@pytest.mark.parametrize("override", ["no_such_key=1", "agent.lr=1e-3", "env.idd=Hopper-v5"])
+def test_unknown_keys_fail(make_cfg, override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        make_cfg(override)
+
+
+@pytest.mark.parametrize(
+    "override", ["seed=abc", "agent.batch_size=big", "agent.gamma=[1]", "wandb.enabled=maybe"]
+)
+def test_wrong_types_fail(make_cfg, override):
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        make_cfg(override)

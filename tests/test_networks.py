@@ -1,0 +1,77 @@
+"""The actor's sampling and log-probabilities, and the batched critic."""
+
+import itertools
+
+import torch
+from torch import nn
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+from sac.networks import EnsembleCritic, SquashedGaussianActor, squashed_log_prob
+
+
+def test_log_prob_matches_transformed_distribution_away_from_saturation():
+    torch.manual_seed(0)
+    mu, std = torch.randn(512, 3), torch.rand(512, 3) + 0.2
+    normal = Normal(mu, std)
+    u = normal.sample().clamp(-3, 3)  # away from saturation, where the reference is accurate
+    reference = TransformedDistribution(Normal(mu, std), TanhTransform()).log_prob(torch.tanh(u))
+    torch.testing.assert_close(
+        squashed_log_prob(normal, u), reference.sum(-1), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_log_prob_stays_finite_at_saturation():
+    normal = Normal(torch.zeros(4, 2), torch.ones(4, 2))
+    u = torch.tensor([[30.0, -30.0], [100.0, 0.0], [-60.0, 50.0], [20.0, 20.0]])
+    assert torch.all(torch.tanh(u).abs()[u.abs() > 19] == 1.0)  # tanh has rounded to +-1
+    naive = (normal.log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+    assert not torch.isfinite(naive).all()  # what the stable form avoids
+    assert torch.isfinite(squashed_log_prob(normal, u)).all()
+
+
+def test_actor_samples_in_bounds_and_deterministic_is_tanh_mean():
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(5, 3, [32, 32])
+    obs = torch.randn(1000, 5) * 10
+    a, logp = actor(obs)
+    assert a.shape == (1000, 3) and logp.shape == (1000,)
+    assert a.abs().max() <= 1.0
+    torch.testing.assert_close(actor.deterministic(obs), torch.tanh(actor.distribution(obs).loc))
+
+
+def test_rsample_passes_gradient_through_the_action_and_sample_does_not():
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(4, 2, [16])
+    obs = torch.randn(8, 4)
+    action, _ = actor(obs)  # rsample inside
+    action.sum().backward()
+    grads = [p.grad for p in actor.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+    # sample() draws under no_grad: the action is a constant to autograd, so Q(s, a) could not
+    # train the actor.
+    u = actor.distribution(obs).sample()
+    assert not u.requires_grad and u.grad_fn is None
+
+
+def test_ensemble_critic_equals_separate_critics():
+    torch.manual_seed(0)
+    obs_dim, act_dim, hidden, n = 6, 2, [32, 16], 3
+    ensemble = EnsembleCritic(obs_dim, act_dim, hidden, n)
+    separate = []
+    for i in range(n):
+        dims = [obs_dim + act_dim, *hidden, 1]
+        layers: list[nn.Module] = []
+        for j, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
+            lin = nn.Linear(d_in, d_out)
+            with torch.no_grad():  # nn.Linear stores W as (out, in); the ensemble as (in, out)
+                lin.weight.copy_(ensemble.layers[j].weight[i].T)
+                lin.bias.copy_(ensemble.layers[j].bias[i, 0])
+            layers += [lin, nn.ReLU()]
+        separate.append(nn.Sequential(*layers[:-1]))
+    obs, act = torch.randn(64, obs_dim), torch.randn(64, act_dim)
+    expected = torch.stack([q(torch.cat([obs, act], -1)).squeeze(-1) for q in separate])
+    torch.testing.assert_close(ensemble(obs, act), expected)
+    # and the members are different functions (independent initialisation)
+    out = ensemble(obs, act)
+    assert not torch.allclose(out[0], out[1])

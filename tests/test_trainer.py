@@ -1,0 +1,124 @@
+"""The training loop in-process: what it stores, logs and saves."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from sac.checkpoint import load_checkpoint
+from sac.errors import SACError
+from sac.trainer import Trainer, resolve_device
+
+SHORT = [
+    "total_steps=600",
+    "agent.warmup_steps=200",
+    "eval_every=300",
+    "eval_episodes=1",
+    "checkpoint_every=300",
+    "log_every=100",
+    "agent.batch_size=32",
+    "agent.hidden_sizes=[32,32]",
+    "device=cpu",
+]
+
+
+def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_path):
+    trainer = Trainer(make_cfg(*SHORT), tmp_path)
+    buf = trainer.buffer
+    summary = trainer.train()
+    assert summary["steps"] == 600 and summary["episodes"] == 3  # Pendulum: 200-step episodes
+
+    # Pendulum only truncates: nothing may be stored as terminal, and the last transition of an
+    # episode keeps its real final observation rather than the next episode's reset one.
+    assert len(buf) == 600 and buf.terminated.sum() == 0
+    inside = np.setdiff1d(np.arange(599), [199, 399])
+    torch.testing.assert_close(buf.next_obs[inside], buf.obs[inside + 1])
+    for end in (199, 399):
+        assert not torch.allclose(buf.next_obs[end], buf.obs[end + 1])
+
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["last.pt", "step_0000000300.pt", "step_0000000600.pt"]
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["counters"] == {"env_steps": 600, "updates": 400, "episodes": 3}
+    assert state["config"]["env"]["id"] == "Pendulum-v1"
+    assert set(state["agent"]) >= {
+        "actor",
+        "critic",
+        "critic_target",
+        "log_alpha",
+        "actor_optim",
+        "critic_optim",
+        "alpha_optim",
+    }
+    assert set(state["rng"]) >= {"torch", "action", "buffer"}
+
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    episodes = [r for r in rows if r["train/episode_return"]]
+    evals = [r for r in rows if r["eval/return_mean"]]
+    train = [r for r in rows if r["losses/critic"]]
+    assert [r["train/episode_length"] for r in episodes] == ["200"] * 3
+    assert [int(r["step"]) for r in evals] == [300, 600]
+    assert [int(r["step"]) for r in train] == [300, 400, 500, 600]  # learning starts at 200
+    assert all(
+        np.isfinite(float(r[k]))
+        for r in train
+        for k in ("losses/critic", "losses/actor", "train/alpha", "train/entropy", "perf/sps")
+    )
+
+
+def test_same_seed_same_run_on_cpu(make_cfg, tmp_path):
+    params = []
+    for name in ("a", "b"):
+        Trainer(make_cfg(*SHORT, "total_steps=300", "checkpoint_every=0"), tmp_path / name).train()
+        params.append(load_checkpoint(tmp_path / name)["agent"]["actor"])
+    for k in params[0]:
+        torch.testing.assert_close(params[0][k], params[1][k], rtol=0, atol=0)
+
+
+def test_vector_envs_count_transitions_and_utd(make_cfg, tmp_path):
+    cfg = make_cfg(
+        *SHORT,
+        "env.num_envs=3",
+        "total_steps=300",
+        "agent.warmup_steps=150",
+        "agent.updates_per_step=0.5",
+        "checkpoint_every=0",
+    )
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.train()
+    assert summary["steps"] == 300 and len(trainer.buffer) == 300
+    assert trainer.agent.num_updates == 75  # (300 - 150) transitions * 0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("total_steps=0", "total_steps"),
+        ("agent.batch_size=0", "batch_size"),
+        ("agent.tau=0", "tau"),
+        ("agent.gamma=1.5", "gamma"),
+        ("agent.actor_lr=-1", "lr"),
+        ("agent.hidden_sizes=[]", "hidden_sizes"),
+        ("env.num_envs=0", "num_envs"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(make_cfg, tmp_path, override, match):
+    with pytest.raises(SACError, match=match):
+        Trainer(make_cfg(*SHORT, override), tmp_path)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "gpu0", "cuda:99"):
+        if bad == "cuda:99" and not torch.cuda.is_available():
+            continue  # covered by the no-GPU test below
+        with pytest.raises(SACError):
+            resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu_is_refused():
+    with pytest.raises(SACError, match="no CUDA GPU"):
+        resolve_device("cuda")
