@@ -42,6 +42,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BATCH_SIZE = 256
 HIDDEN = [256, 256]
 BUFFER_SIZE = 1_000_000
+NOISY_LOAD = 0.25  # CPU cores used by others during a measurement above which the report warns
 MAX_LOG_ROWS_IN_WINDOW = 20  # more metric rows than this in the window would distort SAC's time
 
 
@@ -273,7 +274,7 @@ class Row:
 def _rows(args: argparse.Namespace) -> list[Row]:
     base = (
         f"{args.env}, 1 env, batch {BATCH_SIZE}, {len(HIDDEN)}x{HIDDEN[0]}, 1 update/step,"
-        f" buffer {BUFFER_SIZE:.0e}, {args.device}"
+        f" buffer {BUFFER_SIZE:_}, {args.device}"
     )
     rows = [Row("sac (this project)", base, "sac", [], [])]
     for variant in args.sac_variants:
@@ -362,13 +363,29 @@ def _environment(args: argparse.Namespace) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in items)
 
 
+def _noise_warning(rows: list[Row]) -> str | None:
+    """A warning when other processes used the CPU while workers ran, else None."""
+    worst = max((m.other_load for r in rows for m in r.results), default=math.nan)
+    if not worst > NOISY_LOAD:  # also false for NaN (no /proc/stat)
+        return None
+    return (
+        f"**Warning:** other processes used up to {worst:.2f} CPU cores while a worker ran"
+        " (column `other CPU load` below). With torch using every core, that can slow"
+        " PyTorch's thread pool by far more than its share; rerun on an idle machine or with"
+        " fewer --threads than free cores."
+    )
+
+
 def _report(args: argparse.Namespace, rows: list[Row]) -> str:
+    warning = _noise_warning(rows)
     return (
         f"# Training speed, {args.env}: env steps/s after warm-up\n\n"
         "Each measurement is a fresh process that trains from scratch; SPS is timed over the"
         " steps after warm-up only (each with one policy action and one gradient update)."
         " Implementations alternate within every repeat. Ratio = median SPS / SB3 median SPS.\n\n"
-        f"{_table(rows)}\n\n## Setup\n\n{_environment(args)}\n\n"
+        f"{_table(rows)}\n\n"
+        + (f"{warning}\n\n" if warning else "")
+        + f"## Setup\n\n{_environment(args)}\n\n"
         f"## Every measurement\n\n{_raw_table(rows)}\n"
     )
 
@@ -389,14 +406,15 @@ def driver_main(args: argparse.Namespace) -> None:
             print(
                 f"[{rep + 1}/{args.repeats}] {row.name} {' '.join(row.overrides)}: "
                 f"{m.sps:.1f} steps/s ({m.steps} steps in {m.seconds:.2f} s, "
-                f"{m.updates} updates, {m.threads} threads)",
+                f"{m.updates} updates, {m.threads} threads, other CPU load {m.other_load:.2f})",
                 flush=True,
             )
     report = _report(args, rows)
     out = Path(args.out) if args.out else RESULTS_DIR / f"speed_{args.env}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
-    print("\n" + _table(rows) + f"\n\nwritten: {out}")
+    warning = _noise_warning(rows)
+    print("\n" + _table(rows) + (f"\n\n{warning}" if warning else "") + f"\n\nwritten: {out}")
 
 
 # --------------------------------------------------------------------------------- CLI
