@@ -1,0 +1,108 @@
+"""End to end through the real console scripts, and every bad input the user can give them."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = ["total_steps=400", "agent.warmup_steps=200", "eval_every=200", "eval_episodes=1",
+        "checkpoint_every=200", "agent.batch_size=32", "agent.hidden_sizes=[32,32]",
+        "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One short real `sac-train` run shared by the tests that need a checkpoint."""
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = run_cli(["sac-train", *TINY, "seed=1"], cwd)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (cwd / "runs").iterdir()
+    return cwd, run_dir, proc
+
+
+def test_train_writes_run_directory(trained_run):
+    cwd, run_dir, proc = trained_run
+    assert run_dir.name.startswith("Pendulum-v1_seed1_")
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "metrics.csv").is_file()
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["last.pt", "step_0000000200.pt", "step_0000000400.pt"]
+    out = proc.stdout + proc.stderr  # Hydra sends log lines to stdout
+    assert "step 400/400" in out and "sps" in out and "ETA" in out and "checkpoint:" in out
+
+
+def test_eval_on_run_directory_prints_and_writes_json(trained_run):
+    cwd, run_dir, _ = trained_run
+    proc = run_cli(["sac-eval", f"checkpoint={run_dir}", "episodes=2", "device=cpu"], cwd)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["episodes"] == 2 and summary["checkpoint_steps"] == 400
+    assert summary["min"] <= summary["mean"] <= summary["max"] < 0  # Pendulum rewards are <= 0
+    assert summary["checkpoint"].endswith("step_0000000400.pt")
+    written = json.loads((run_dir / "eval" / "step_0000000400" / "eval.json").read_text())
+    assert written == summary
+
+
+def test_eval_is_deterministic_and_seeded(trained_run):
+    cwd, run_dir, _ = trained_run
+    ckpt = run_dir / "checkpoints" / "step_0000000200.pt"
+    outs = [
+        json.loads(run_cli(["sac-eval", f"checkpoint={ckpt}", "episodes=1", f"output_dir={d}"],
+                           cwd).stdout)
+        for d in ("a", "b")
+    ]
+    assert outs[0]["returns"] == outs[1]["returns"] and outs[0]["checkpoint_steps"] == 200
+
+
+def test_eval_video_writes_mp4(trained_run):
+    cwd, run_dir, _ = trained_run
+    proc = run_cli(["sac-eval", f"checkpoint={run_dir}", "episodes=1", "video=true",
+                    "output_dir=vid"], cwd)
+    assert proc.returncode == 0, proc.stderr
+    video = cwd / "vid" / "episode_000.mp4"
+    assert video.is_file() and video.stat().st_size > 10_000
+    assert json.loads(proc.stdout)["videos"] == ["vid/episode_000.mp4"]
+
+
+def _assert_clean_failure(proc, *phrases):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for phrase in phrases:
+        assert phrase in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("args", "phrases"), [
+    (["env.id=CartPole-v1"], ["continuous Box action space"]),
+    (["env.id=NoSuchEnv-v0"], ["unknown Gymnasium env id 'NoSuchEnv-v0'"]),
+    (["no_such_key=1"], ["no_such_key"]),
+    (["agent.lr=0.1"], ["lr"]),
+    (["seed=abc"], ["seed", "abc"]),
+    (["agent.batch_size=0"], ["agent.batch_size must be > 0"]),
+])
+def test_train_bad_input(tmp_path, args, phrases):
+    _assert_clean_failure(run_cli(["sac-train", *args], tmp_path), *phrases)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without GPU")
+def test_train_cuda_without_gpu(tmp_path):
+    proc = run_cli(["sac-train", "device=cuda"], tmp_path)
+    _assert_clean_failure(proc, "sac-train: error: device=cuda but no CUDA GPU")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_eval_bad_input(tmp_path):
+    _assert_clean_failure(run_cli(["sac-eval"], tmp_path), "checkpoint=PATH")
+    _assert_clean_failure(run_cli(["sac-eval", "checkpoint=missing.pt"], tmp_path),
+                          "does not exist")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    proc = run_cli(["sac-eval", "checkpoint=notes.pt"], tmp_path)
+    _assert_clean_failure(proc, "not a readable sac checkpoint")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    _assert_clean_failure(run_cli(["sac-eval", "checkpoint=x", "episodes=lots"], tmp_path),
+                          "episodes")
