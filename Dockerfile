@@ -22,7 +22,7 @@ RUN pip install torch==2.13.0
 WORKDIR /opt/sac
 # Dependencies before the source so that code edits reuse the cached dependency layer.
 COPY pyproject.toml README.md ./
-RUN mkdir sac && touch sac/__init__.py && pip install ".[wandb]" && pip uninstall -y sac
+RUN mkdir sac conf && touch sac/__init__.py && pip install ".[wandb]" && pip uninstall -y sac
 COPY sac ./sac
 COPY conf ./conf
 RUN pip install --no-deps ".[wandb]"

@@ -153,6 +153,11 @@ class SAC:
         """theta' <- (1 - tau) theta' + tau theta, in place for all target tensors at once."""
         torch._foreach_lerp_(self._target_params, self._critic_params, self.cfg.tau)
 
+    def all_finite(self) -> bool:
+        """Whether every parameter and the temperature are finite (one host sync)."""
+        tensors = [*self.actor.parameters(), *self.critic.parameters(), self.log_alpha]
+        return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
+
     @property
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())

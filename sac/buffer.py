@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from sac.agent import Batch
+
+_FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 
 
 class ReplayBuffer:
@@ -52,7 +56,7 @@ class ReplayBuffer:
             torch.as_tensor(np.asarray(v, dtype=np.float32)).to(self.device)
             for v in (obs, action, reward, next_obs, terminated)
         ]
-        stores = (self.obs, self.action, self.reward, self.next_obs, self.terminated)
+        stores = [getattr(self, name) for name in _FIELDS]
         first = min(n, self.capacity - self.pos)  # the part that fits before the end
         for store, value in zip(stores, values):
             value = value.reshape(n, *store.shape[1:])
@@ -76,3 +80,37 @@ class ReplayBuffer:
             self.next_obs[idx],
             self.terminated[idx],
         )
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The filled part only, as plain tensors (slot layout kept, so sampling resumes
+        exactly), plus the write position and the sampler's RNG state."""
+        n = self.size
+        return {
+            "capacity": self.capacity,
+            "pos": self.pos,
+            "size": n,
+            # copy=True: a saved view would drag the whole preallocated storage along
+            **{name: getattr(self, name)[:n].to("cpu", copy=True) for name in _FIELDS},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict`; the capacity and the shapes must match."""
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"saved buffer has capacity {state['capacity']}, this one {self.capacity}"
+            )
+        n = int(state["size"])
+        for name in _FIELDS:
+            store = getattr(self, name)
+            saved = state[name]
+            if saved.shape[1:] != store.shape[1:] or saved.shape[0] != n:
+                raise ValueError(
+                    f"saved buffer field {name} has shape {tuple(saved.shape)}, expected "
+                    f"({n}, {', '.join(map(str, store.shape[1:]))})"
+                )
+            store[:n].copy_(saved)
+        self.size = n
+        self.pos = int(state["pos"])
+        self.generator.set_state(state["generator"])

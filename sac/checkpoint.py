@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe (weights_only) loads, a format version."""
+"""Checkpoint files: atomic writes, safe (weights_only) loads, a format version, pruning."""
 
 from __future__ import annotations
 
@@ -23,13 +23,17 @@ def step_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"step_{step:010d}.pt"
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` (plus the format version) to `path` atomically, then point last.pt at it.
+def save_checkpoint(state: dict[str, Any], path: Path, keep: int = 0) -> None:
+    """Write `state` (plus the format version) to `path` atomically, point last.pt at it, and
+    delete all but the newest `keep` step files (0 keeps all).
 
     The data goes to a temporary file in the same directory, is fsynced, and is renamed over the
-    target, so a reader (or a crash) sees either the old file or the complete new one.
+    target, so a reader, or a process killed at any moment, sees either the old files or the
+    complete new one: never a half-written checkpoint under a real name.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     payload = {"format_version": FORMAT_VERSION, **state}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -38,10 +42,24 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _link_last(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+    _link_last(path)
+    if keep > 0:
+        for old in step_checkpoints(path.parent)[:-keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (it lives in the directory's entries)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _link_last(path: Path) -> None:
@@ -56,6 +74,20 @@ def _link_last(path: Path) -> None:
     os.replace(tmp, last)
 
 
+def step_checkpoints(directory: Path) -> list[Path]:
+    """The step_*.pt files in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), f) for f in directory.iterdir() if (m := _STEP_FILE.match(f.name))]
+    return [f for _, f in sorted(found)]
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The directory holding the checkpoints of a run directory (or the directory itself)."""
+    p = Path(path).expanduser()
+    return p / CHECKPOINT_DIR if (p / CHECKPOINT_DIR).is_dir() else p
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory / checkpoints directory meaning its latest one."""
     p = Path(path).expanduser()
@@ -63,22 +95,30 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise SACError(f"checkpoint '{path}' does not exist; pass a .pt file or a run directory")
     if p.is_file():
         return p
-    ckpt_dir = p / CHECKPOINT_DIR if (p / CHECKPOINT_DIR).is_dir() else p
-    steps = sorted(
-        (int(m.group(1)), f) for f in ckpt_dir.iterdir() if (m := _STEP_FILE.match(f.name))
-    )
+    ckpt_dir = checkpoint_dir(p)
+    steps = step_checkpoints(ckpt_dir)
     if steps:
-        return steps[-1][1]
+        return steps[-1]
     if (ckpt_dir / LAST).is_file():
         return ckpt_dir / LAST
     raise SACError(f"no checkpoint found in '{path}' (looked for {ckpt_dir}/step_*.pt)")
 
 
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint file belongs to (None if it sits outside one)."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == CHECKPOINT_DIR else None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with weights_only=True (no arbitrary code runs) and check its version."""
+    """Load a checkpoint with weights_only=True (no arbitrary code runs) and check its version.
+
+    The file is memory-mapped, so parts the caller never touches (such as a saved replay buffer
+    when only the actor is needed) are not read from disk.
+    """
     p = resolve_checkpoint(path)
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        state = torch.load(p, map_location=map_location, weights_only=True, mmap=True)
     except Exception as e:  # the unpickler raises many types on foreign or damaged files
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise SACError(

@@ -72,7 +72,13 @@ class TrainConfig:
     eval_every: int = 2_000  # env steps between deterministic evaluations (0: only at the end)
     eval_episodes: int = 10
     checkpoint_every: int = 10_000  # env steps between checkpoints (one is always saved at the end)
+    keep_checkpoints: int = 3  # newest checkpoint files kept (0: keep all)
+    save_buffer: bool = True  # store the replay buffer in checkpoints (needed for a true resume)
     log_every: int = 1_000  # env steps between training-metric rows and progress lines
+    # auto: continue from the run directory's latest checkpoint if it has one (what a requeued
+    # cluster job needs); never: start afresh (old outputs are moved aside); or a checkpoint /
+    # run directory to continue from.
+    resume: str = "auto"
 
 
 @dataclass
@@ -88,13 +94,39 @@ class EvalConfig:
     output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
 
 
+RESUME_MODES = ("auto", "never")
+
+
+def run_dir_for(resume: str, default: str) -> str:
+    """The run directory for `resume`: the one a resume path belongs to, else `default`."""
+    if resume in RESUME_MODES:
+        return default
+    p = Path(resume).expanduser()
+    if p.is_dir():  # a run directory, or its checkpoints/ directory
+        return str(p.parent if p.name == "checkpoints" else p)
+    if p.parent.name == "checkpoints":  # a checkpoint file inside a run directory
+        return str(p.parent.parent)
+    return default  # a missing path (reported later) or a file outside any run directory
+
+
+def hydra_subdir_for(resume: str, stamp: str) -> str:
+    """Where Hydra records the composed config: .hydra, or beside it for a resume=PATH run so
+    the original run's record is kept."""
+    return ".hydra" if resume in RESUME_MODES else f".hydra/resumed_{stamp}"
+
+
 def register_configs() -> None:
-    """Register the schemas so conf/train.yaml and conf/eval.yaml can extend them."""
+    """Register the schemas so conf/train.yaml and conf/eval.yaml can extend them, and the
+    resolver conf/train.yaml uses to put a resumed run back in its own directory."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    if not OmegaConf.has_resolver("sac_run_dir"):
+        OmegaConf.register_new_resolver("sac_run_dir", run_dir_for)
+        OmegaConf.register_new_resolver("sac_hydra_subdir", hydra_subdir_for)
 
 
 def config_dir() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -41,9 +42,15 @@ class RunLogger:
     """Writes metric rows keyed by env step to metrics.csv and, when enabled, to W&B."""
 
     def __init__(
-        self, run_dir: Path, config: Mapping[str, Any], wandb_cfg: Any | None = None
+        self,
+        run_dir: Path,
+        config: Mapping[str, Any],
+        wandb_cfg: Any | None = None,
+        resume_step: int | None = None,
     ) -> None:
         self.path = run_dir / "metrics.csv"
+        if resume_step is not None and self.path.exists():
+            _truncate_csv(self.path, resume_step)
         new = not self.path.exists()
         self._file = self.path.open("a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS)
@@ -68,6 +75,23 @@ class RunLogger:
         self._file.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    """Drop rows logged after `last_step` (they are logged again by the resumed run), by
+    writing the kept rows to a temporary file and renaming it over the original."""
+    with path.open(newline="") as f:
+        rows = [
+            r
+            for r in csv.DictReader(f)
+            if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step
+        ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _init_wandb(run_dir: Path, config: Mapping[str, Any], cfg: Any) -> Any:

@@ -1,38 +1,143 @@
-"""`sac-train` / `python -m sac.train`: the thin Hydra entry point around `Trainer`."""
+"""`sac-train` / `python -m sac.train`: the Hydra entry point, and the choice between a fresh
+run and a resumed one."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from sac.config import config_dir, register_configs
+from sac.config import TrainConfig, config_dir, register_configs
 from sac.errors import SACError
 
 register_configs()
+log = logging.getLogger("sac")
+
+# Top-level keys a resumed run may change: they do not change the experiment, only how long it
+# runs, where it runs and what it records.
+SAFE_ON_RESUME = frozenset(
+    {
+        "total_steps",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "save_buffer",
+        "log_every",
+        "torch_threads",
+        "device",
+        "resume",
+        "wandb",
+    }
+)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train with a composed config into `run_dir`; returns a summary (testable without Hydra)."""
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train with a composed config into `run_dir`, resuming where `cfg.resume` says.
+
+    `overrides` are the user's command-line overrides: on resume, those touching SAFE_ON_RESUME
+    keys apply; any other that differs from the stored config is refused.
+    """
     from sac.trainer import Trainer  # torch and gymnasium load only once the config is valid
 
-    return Trainer(cfg, run_dir).train()
+    cfg, checkpoint = plan_resume(cfg, run_dir, overrides or [])
+    return Trainer(cfg, run_dir, resume_from=checkpoint).train()
+
+
+def plan_resume(
+    cfg: DictConfig, run_dir: Path, overrides: list[str]
+) -> tuple[DictConfig, Path | None]:
+    """The config to train with and the checkpoint to continue from (None: a fresh run)."""
+    from sac.checkpoint import checkpoint_dir, load_checkpoint, step_checkpoints
+
+    mode = cfg.resume
+    if mode == "never":
+        _move_old_outputs_aside(run_dir)
+        return cfg, None
+    if mode == "auto":
+        candidates = step_checkpoints(run_dir / "checkpoints")
+        if not candidates:
+            return cfg, None
+    else:
+        path = Path(mode).expanduser()
+        if not path.exists():
+            raise SACError(f"resume={mode}: no such checkpoint or run directory")
+        candidates = [path] if path.is_file() else step_checkpoints(checkpoint_dir(path))
+        if not candidates:
+            raise SACError(f"resume={mode}: no checkpoint (step_*.pt) in that directory")
+    errors = []
+    for candidate in reversed(candidates):  # newest first; fall back past damaged files
+        try:
+            state = load_checkpoint(candidate)
+            break
+        except SACError as e:
+            errors.append(str(e))
+            log.warning("skipping unusable checkpoint: %s", e)
+    else:
+        raise SACError(f"no usable checkpoint to resume from: {'; '.join(errors)}")
+    return _resumed_config(state["config"], cfg, overrides), candidate
+
+
+def _resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The stored config with the user's safe overrides applied; unsafe changes are refused."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
+    except Exception as e:
+        raise SACError(f"the checkpoint's config does not fit this version of sac: {e}") from None
+    refused = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key.startswith("hydra") or key.startswith("+hydra"):
+            continue
+        new = OmegaConf.select(cfg, key)
+        if key.split(".")[0] in SAFE_ON_RESUME:
+            OmegaConf.update(merged, key, new, merge=False)
+        elif _plain(new) != _plain(OmegaConf.select(merged, key)):
+            refused.append(override.input_line)
+    if refused:
+        raise SACError(
+            f"cannot change {', '.join(refused)} when resuming: it would change the experiment "
+            f"(may change: {', '.join(sorted(SAFE_ON_RESUME))}); start a new run with "
+            "resume=never or another hydra.run.dir"
+        )
+    return merged
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _move_old_outputs_aside(run_dir: Path) -> None:
+    """resume=never in a directory that holds a run: keep its outputs, under previous_<time>/."""
+    old = [p for p in (run_dir / "checkpoints", run_dir / "metrics.csv") if p.exists()]
+    if not old:
+        return
+    aside = run_dir / f"previous_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    aside.mkdir()
+    for p in old:
+        shutil.move(p, aside / p.name)
+    log.info("resume=never: moved the earlier run's outputs to %s", aside)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        summary = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except SACError as e:
         print(f"sac-train: error: {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("sac-train: interrupted", file=sys.stderr)
-        sys.exit(130)
+    if summary["interrupted_by"]:
+        sys.exit(128 + int(getattr(__import__("signal"), summary["interrupted_by"])))
 
 
 def main() -> None:

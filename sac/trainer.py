@@ -7,9 +7,15 @@ logger. The trainer holds no maths; the agent holds no env, config or file code.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import random
+import signal
+import tempfile
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.agent import METRIC_NAMES, SAC, AgentConfig
 from sac.buffer import ReplayBuffer
-from sac.checkpoint import save_checkpoint, step_path
+from sac.checkpoint import load_checkpoint, save_checkpoint, step_path
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
 from sac.logging import Progress, RunLogger
@@ -65,11 +71,15 @@ def evaluate_policy(
     seed: int,
     deterministic: bool = True,
     frames: list[list[np.ndarray]] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Run whole episodes; return their returns and lengths. `frames` collects renders."""
+    """Run whole episodes; return their returns and lengths. `frames` collects renders;
+    `stop` is asked between episodes and ends the evaluation early when it says so."""
     returns, lengths = [], []
     obs, _ = env.reset(seed=seed)
     for _ in range(episodes):
+        if stop is not None and stop():
+            break
         ep_return, ep_len, done = 0.0, 0, False
         episode_frames: list[np.ndarray] = []
         if frames is not None:
@@ -92,9 +102,13 @@ def evaluate_policy(
 
 
 class Trainer:
-    """Owns the envs, buffer, agent and logger of one run; `train()` runs it to total_steps."""
+    """Owns the envs, buffer, agent and logger of one run; `train()` runs it to total_steps.
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    With `resume_from`, the agent, replay buffer, counters and RNG states come from that
+    checkpoint and the run continues where it stopped (an episode in progress restarts).
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, resume_from: Path | None = None) -> None:
         _check_config(cfg)
         self.cfg = cfg
         self.run_dir = run_dir
@@ -102,6 +116,8 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SACError(f"cannot create run directory {run_dir}: {e}") from None
+        if not os.access(run_dir, os.W_OK):
+            raise SACError(f"run directory {run_dir} is not writable; set hydra.run.dir=...")
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
@@ -114,44 +130,54 @@ class Trainer:
         self.obs_dim, self.act_dim = space_dims(self.envs)
         self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
         self.buffer = ReplayBuffer(
-            min(cfg.agent.buffer_size, cfg.total_steps),
-            self.obs_dim,
-            self.act_dim,
-            self.device,
-            seed=cfg.seed,
+            cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed=cfg.seed
         )
-        self.runner = EnvRunner(self.envs, cfg.seed)
         # Warm-up actions come from a generator of their own, so they do not depend on the
         # policy's sampling noise.
         self.action_rng = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.episodes = 0
         self.last_eval: tuple[int, float] | None = None
-        self.logger = RunLogger(run_dir, OmegaConf.to_container(cfg, resolve=True), cfg.wandb)
+        self.last_checkpoint: Path | None = None
+        self.stop_signal: int | None = None
+        if resume_from is not None:
+            self.restore(resume_from)
+        # A resumed run reseeds its envs by step, so resuming twice from one checkpoint replays
+        # the same episodes.
+        self.runner = EnvRunner(self.envs, cfg.seed + self.step)
+        self.logger = RunLogger(
+            run_dir,
+            OmegaConf.to_container(cfg, resolve=True),
+            cfg.wandb,
+            resume_step=self.step if resume_from is not None else None,
+        )
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
+        """Run to total_steps (or until SIGINT/SIGTERM); returns a summary."""
         cfg = self.cfg
         n_envs = cfg.env.num_envs
         warmup = cfg.agent.warmup_steps
         log.info("run directory: %s", self.run_dir)
         log.info(
-            "env %s (obs %d, act %d, %d env(s)), device %s, %d steps",
+            "env %s (obs %d, act %d, %d env(s)), device %s, steps %d -> %d",
             cfg.env.id,
             self.obs_dim,
             self.act_dim,
             n_envs,
             self.device,
+            self.step,
             cfg.total_steps,
         )
         progress = Progress(cfg.total_steps)
-        recent = deque(maxlen=10)
+        recent: deque[float] = deque(maxlen=10)
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
-        metric_count = 0
+        metric_count, interval_start = 0, self.step
         updates_owed = 0.0
-        sps, sps_mark = 0.0, (time.perf_counter(), 0)
+        sps, sps_mark = 0.0, (time.perf_counter(), self.step)
+        self._install_signal_handlers()
         try:
-            while self.step < cfg.total_steps:
+            while self.step < cfg.total_steps and self.stop_signal is None:
                 prev = self.step
                 if self.step < warmup:
                     action = (
@@ -173,6 +199,8 @@ class Trainer:
                 # Each transition collected after the warm-up earns updates_per_step gradient
                 # updates, so a vector step of N envs earns N * updates_per_step of them.
                 updates_owed += max(0, self.step - max(prev, warmup)) * cfg.agent.updates_per_step
+                if len(self.buffer) < cfg.agent.batch_size:  # e.g. resumed without a buffer
+                    updates_owed = 0.0
                 while updates_owed >= 1.0:
                     metric_sum += self.agent.update(self.buffer.sample(cfg.agent.batch_size))
                     metric_count += 1
@@ -184,9 +212,12 @@ class Trainer:
                     sps_mark = (now, self.step)
                     row = {"perf/sps": sps, "perf/updates": self.agent.num_updates}
                     if metric_count:  # the one host sync of the interval
-                        row.update(zip(METRIC_NAMES, (metric_sum / metric_count).tolist()))
+                        means = (metric_sum / metric_count).tolist()
+                        self._check_finite(means, interval_start)
+                        row.update(zip(METRIC_NAMES, means))
                         metric_sum.zero_()
                         metric_count = 0
+                    interval_start = self.step
                     self.logger.log(self.step, row)
                     progress.update(self.step, sps, _mean(recent), self.last_eval, force=True)
                 else:
@@ -196,25 +227,44 @@ class Trainer:
                     self.evaluate()
                 if _crossed(prev, self.step, cfg.checkpoint_every):
                     self.save()
-            if self.last_eval is None or self.last_eval[0] != self.step:
+            if self.stop_signal is None and (self.last_eval or (None,))[0] != self.step:
                 self.evaluate()
-            path = self.save()
+            if self.last_checkpoint != step_path(self.run_dir, self.step):
+                self.save(final=True)
         finally:
+            self._restore_signal_handlers()
             progress.close()
             self.close()
         summary = {
             "steps": self.step,
             "episodes": self.episodes,
-            "checkpoint": str(path),
+            "checkpoint": str(self.last_checkpoint),
             "eval_return": self.last_eval[1] if self.last_eval else None,
+            "interrupted_by": signal.Signals(self.stop_signal).name if self.stop_signal else None,
         }
-        log.info("done: %s", summary)
+        if self.stop_signal is not None:
+            log.info(
+                "stopped by %s at step %d; checkpoint %s; resume with: sac-train resume=%s",
+                summary["interrupted_by"],
+                self.step,
+                self.last_checkpoint,
+                self.run_dir,
+            )
+        else:
+            log.info("done: %s", summary)
         return summary
 
-    def evaluate(self) -> float:
+    def evaluate(self) -> float | None:
+        """Deterministic evaluation on the separate eval env; None if a stop signal cut it."""
         returns, lengths = evaluate_policy(
-            self.agent, self.eval_env, self.cfg.eval_episodes, seed=self.cfg.seed + 10_000
+            self.agent,
+            self.eval_env,
+            self.cfg.eval_episodes,
+            seed=self.cfg.seed + 10_000,
+            stop=lambda: self.stop_signal is not None,
         )
+        if len(returns) < self.cfg.eval_episodes:
+            return None
         mean = float(np.mean(returns))
         self.last_eval = (self.step, mean)
         self.logger.log(
@@ -234,16 +284,16 @@ class Trainer:
         )
         return mean
 
+    # ----------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
-        """The checkpoint payload: config, counters, agent and RNG states."""
+        """The checkpoint payload: config, counters, agent, replay buffer and RNG states."""
         rng: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "action": self.action_rng.get_state(),
-            "buffer": self.buffer.generator.get_state(),
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        state = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "counters": {
                 "env_steps": self.step,
@@ -254,13 +304,74 @@ class Trainer:
             "agent": self.agent.state_dict(),
             "rng": rng,
         }
+        if self.cfg.save_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
 
-    def save(self) -> Path:
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint written by `state()`."""
+        state = load_checkpoint(path, map_location=self.device)
+        saved = state["spaces"]
+        if (saved["obs_dim"], saved["act_dim"]) != (self.obs_dim, self.act_dim):
+            raise SACError(
+                f"checkpoint {path} was trained with obs/act dims "
+                f"{(saved['obs_dim'], saved['act_dim'])}, but env {self.cfg.env.id} has "
+                f"{(self.obs_dim, self.act_dim)}"
+            )
+        self.agent.load_state_dict(state["agent"])
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+        else:
+            log.warning(
+                "checkpoint %s holds no replay buffer (save_buffer=false): learning "
+                "continues from an empty buffer",
+                path,
+            )
+        counters = state["counters"]
+        self.step, self.episodes = int(counters["env_steps"]), int(counters["episodes"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        self.action_rng.set_state(rng["action"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        self.last_checkpoint = path
+        log.info(
+            "resumed from %s at step %d (%d transitions in the replay buffer)",
+            path,
+            self.step,
+            len(self.buffer),
+        )
+
+    def save(self, final: bool = False) -> Path | None:
+        """Write a checkpoint. A failed periodic save is reported and training goes on (the
+        next one retries); a failed final save falls back to a rescue copy in the temp dir."""
+        if not self.agent.all_finite():
+            raise SACError(
+                f"non-finite parameters at step {self.step}; not saving them. Training stopped; "
+                f"the last good checkpoint is {self.last_checkpoint}"
+            )
         path = step_path(self.run_dir, self.step)
         try:
-            save_checkpoint(self.state(), path)
+            save_checkpoint(self.state(), path, keep=self.cfg.keep_checkpoints)
         except OSError as e:
-            raise SACError(f"could not write checkpoint {path}: {e}") from None
+            if not final:
+                log.error(
+                    "could not write checkpoint %s (%s); training continues and the next "
+                    "checkpoint retries",
+                    path,
+                    e,
+                )
+                return None
+            rescue = Path(tempfile.gettempdir()) / f"sac-rescue-{self.run_dir.name}"
+            try:
+                save_checkpoint(self.state(), step_path(rescue, self.step))
+            except OSError:
+                raise SACError(f"could not write checkpoint {path}: {e}") from None
+            raise SACError(
+                f"could not write checkpoint {path} ({e}); saved it to {rescue} instead: "
+                f"resume with sac-train resume={rescue}"
+            ) from None
+        self.last_checkpoint = path
         log.info("checkpoint: %s", path)
         return path
 
@@ -268,6 +379,37 @@ class Trainer:
         self.runner.close()
         self.eval_env.close()
         self.logger.close()
+
+    # ----------------------------------------------------------------------------- faults
+    def _check_finite(self, means: list[float], since: int) -> None:
+        for name, value in zip(METRIC_NAMES, means):
+            if not math.isfinite(value):
+                raise SACError(
+                    f"non-finite {name} ({value}) in the updates between steps {since} and "
+                    f"{self.step}; training stopped, the last good checkpoint is "
+                    f"{self.last_checkpoint}"
+                )
+
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM finish the current step, checkpoint and return; a second SIGINT
+        exits at once (checkpoints are written atomically, so the last one stays intact)."""
+        self._old_handlers: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None and signum == signal.SIGINT:
+            os.write(2, b"\nsac-train: second interrupt, exiting now without a checkpoint\n")
+            os._exit(130)
+        self.stop_signal = signum
+        name = signal.Signals(signum).name
+        os.write(2, f"\nsac-train: {name} received, saving a checkpoint ...\n".encode())
 
 
 def _crossed(prev: int, now: int, every: int) -> bool:
@@ -287,6 +429,7 @@ def _check_config(cfg: DictConfig) -> None:
         (cfg.eval_episodes > 0, "eval_episodes must be > 0"),
         (cfg.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 saves only at the end)"),
         (cfg.log_every > 0, "log_every must be > 0"),
+        (cfg.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0 keeps all)"),
         (cfg.env.num_envs >= 1, "env.num_envs must be >= 1"),
         (cfg.agent.batch_size > 0, "agent.batch_size must be > 0"),
         (cfg.agent.buffer_size > 0, "agent.buffer_size must be > 0"),

@@ -4,14 +4,20 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-TINY = ["total_steps=400", "agent.warmup_steps=200", "eval_every=200", "eval_episodes=1",
-        "checkpoint_every=200", "agent.batch_size=32", "agent.hidden_sizes=[32,32]",
-        "device=cpu"]
+TINY = [
+    "total_steps=400",
+    "agent.warmup_steps=200",
+    "eval_every=200",
+    "eval_episodes=1",
+    "checkpoint_every=200",
+    "agent.batch_size=32",
+    "agent.hidden_sizes=[32,32]",
+    "device=cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_train_writes_run_directory(trained_run):
-    cwd, run_dir, proc = trained_run
+    _, run_dir, proc = trained_run
     assert run_dir.name.startswith("Pendulum-v1_seed1_")
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / "metrics.csv").is_file()
@@ -53,8 +59,9 @@ def test_eval_is_deterministic_and_seeded(trained_run):
     cwd, run_dir, _ = trained_run
     ckpt = run_dir / "checkpoints" / "step_0000000200.pt"
     outs = [
-        json.loads(run_cli(["sac-eval", f"checkpoint={ckpt}", "episodes=1", f"output_dir={d}"],
-                           cwd).stdout)
+        json.loads(
+            run_cli(["sac-eval", f"checkpoint={ckpt}", "episodes=1", f"output_dir={d}"], cwd).stdout
+        )
         for d in ("a", "b")
     ]
     assert outs[0]["returns"] == outs[1]["returns"] and outs[0]["checkpoint_steps"] == 200
@@ -62,8 +69,9 @@ def test_eval_is_deterministic_and_seeded(trained_run):
 
 def test_eval_video_writes_mp4(trained_run):
     cwd, run_dir, _ = trained_run
-    proc = run_cli(["sac-eval", f"checkpoint={run_dir}", "episodes=1", "video=true",
-                    "output_dir=vid"], cwd)
+    proc = run_cli(
+        ["sac-eval", f"checkpoint={run_dir}", "episodes=1", "video=true", "output_dir=vid"], cwd
+    )
     assert proc.returncode == 0, proc.stderr
     video = cwd / "vid" / "episode_000.mp4"
     assert video.is_file() and video.stat().st_size > 10_000
@@ -77,14 +85,17 @@ def _assert_clean_failure(proc, *phrases):
         assert phrase in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize(("args", "phrases"), [
-    (["env.id=CartPole-v1"], ["continuous Box action space"]),
-    (["env.id=NoSuchEnv-v0"], ["unknown Gymnasium env id 'NoSuchEnv-v0'"]),
-    (["no_such_key=1"], ["no_such_key"]),
-    (["agent.lr=0.1"], ["lr"]),
-    (["seed=abc"], ["seed", "abc"]),
-    (["agent.batch_size=0"], ["agent.batch_size must be > 0"]),
-])
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (["env.id=CartPole-v1"], ["continuous Box action space"]),
+        (["env.id=NoSuchEnv-v0"], ["unknown Gymnasium env id 'NoSuchEnv-v0'"]),
+        (["no_such_key=1"], ["no_such_key"]),
+        (["agent.lr=0.1"], ["lr"]),
+        (["seed=abc"], ["seed", "abc"]),
+        (["agent.batch_size=0"], ["agent.batch_size must be > 0"]),
+    ],
+)
 def test_train_bad_input(tmp_path, args, phrases):
     _assert_clean_failure(run_cli(["sac-train", *args], tmp_path), *phrases)
 
@@ -98,11 +109,13 @@ def test_train_cuda_without_gpu(tmp_path):
 
 def test_eval_bad_input(tmp_path):
     _assert_clean_failure(run_cli(["sac-eval"], tmp_path), "checkpoint=PATH")
-    _assert_clean_failure(run_cli(["sac-eval", "checkpoint=missing.pt"], tmp_path),
-                          "does not exist")
+    _assert_clean_failure(
+        run_cli(["sac-eval", "checkpoint=missing.pt"], tmp_path), "does not exist"
+    )
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     proc = run_cli(["sac-eval", "checkpoint=notes.pt"], tmp_path)
     _assert_clean_failure(proc, "not a readable sac checkpoint")
     assert len(proc.stderr.strip().splitlines()) == 1
-    _assert_clean_failure(run_cli(["sac-eval", "checkpoint=x", "episodes=lots"], tmp_path),
-                          "episodes")
+    _assert_clean_failure(
+        run_cli(["sac-eval", "checkpoint=x", "episodes=lots"], tmp_path), "episodes"
+    )

@@ -16,7 +16,14 @@ BAR = -700.0
 
 
 def test_pendulum_learns(make_cfg, tmp_path):
-    cfg = make_cfg("total_steps=5000", "agent.warmup_steps=1000", "eval_every=0",
-                   "eval_episodes=10", "checkpoint_every=0", "device=cpu", "seed=0")
+    cfg = make_cfg(
+        "total_steps=5000",
+        "agent.warmup_steps=1000",
+        "eval_every=0",
+        "eval_episodes=10",
+        "checkpoint_every=0",
+        "device=cpu",
+        "seed=0",
+    )
     summary = Trainer(cfg, tmp_path).train()
     assert summary["eval_return"] > BAR, summary

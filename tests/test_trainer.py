@@ -51,7 +51,9 @@ def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_pat
         "critic_optim",
         "alpha_optim",
     }
-    assert set(state["rng"]) >= {"torch", "action", "buffer"}
+    assert set(state["rng"]) >= {"torch", "action"}
+    assert state["buffer"]["size"] == 600 and state["buffer"]["obs"].shape == (600, 3)
+    assert "generator" in state["buffer"]
 
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     episodes = [r for r in rows if r["train/episode_return"]]
