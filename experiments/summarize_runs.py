@@ -27,6 +27,13 @@ def summarize(run_dir: Path, threshold: float | None) -> dict[str, object]:
     if not evals:
         raise SystemExit(f"{run_dir}: no evaluation rows in metrics.csv (did the run finish?)")
     reached = next((s for s, m, _ in evals if threshold is not None and m >= threshold), None)
+    # first step from which every later evaluation stayed at or above the threshold
+    held = None
+    if threshold is not None:
+        for s, m, _ in reversed(evals):
+            if m < threshold:
+                break
+            held = s
     step, mean, std = evals[-1]
     return {
         "run": run_dir.name,
@@ -36,6 +43,7 @@ def summarize(run_dir: Path, threshold: float | None) -> dict[str, object]:
         "eval_mean": mean,
         "eval_std": std,
         "reached": reached,
+        "held": held,
         "wall_s": float(rows[-1]["time"]),
     }
 
@@ -48,14 +56,16 @@ def main() -> None:
     args = parser.parse_args()
     results = [summarize(d, args.threshold) for d in args.runs if (d / "metrics.csv").is_file()]
     head = "| run | env | seed | final eval step | eval return (mean +- std, episodes) | "
-    head += f"first eval step >= {args.threshold:g} | " if args.threshold is not None else ""
+    if args.threshold is not None:
+        head += f"first eval >= {args.threshold:g} at step | >= {args.threshold:g} from step on | "
     head += "wall time (s) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         line = f"| {r['run']} | {r['env']} | {r['seed']} | {r['step']} | "
         line += f"{r['eval_mean']:.1f} +- {r['eval_std']:.1f} | "
         if args.threshold is not None:
-            line += f"{r['reached'] if r['reached'] is not None else 'not reached'} | "
+            for k in ("reached", "held"):
+                line += f"{r[k] if r[k] is not None else 'not reached'} | "
         lines.append(line + f"{r['wall_s']:.0f} |")
     means = [r["eval_mean"] for r in results]
     if len(means) > 1:

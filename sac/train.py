@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sac.config import TrainConfig, config_dir, register_configs
@@ -126,6 +128,31 @@ def _move_old_outputs_aside(run_dir: Path) -> None:
     for p in old:
         shutil.move(p, aside / p.name)
     log.info("resume=never: moved the earlier run's outputs to %s", aside)
+
+
+class CheckRunDir(Callback):
+    """Hydra callback (conf/train.yaml): an unusable run directory is refused with one line
+    before Hydra tries to create it (Hydra itself would fail with a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _require_writable_dir(Path(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _require_writable_dir(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def _require_writable_dir(path: Path, key: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # permission bits do not stop root; this does
+            pass
+    except OSError as e:
+        print(
+            f"sac-train: error: cannot write to {key}={path} ({e.strerror}); choose a writable "
+            f"directory with {key}=...",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

@@ -20,9 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 class CountEnv(gym.Env):
     """obs = [t, episode id]; terminates after `length` steps (or truncates, if `truncate`)."""
 
-    def __init__(self, length: int = 3, truncate: bool = False) -> None:
+    def __init__(self, length: int = 3, truncate: bool = False, nan_after: int = -1) -> None:
         self.length = length
         self.truncate = truncate
+        self.nan_after = nan_after  # steps after which rewards are NaN (-1: never)
+        self.total_steps = 0
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Box(-2.0, 4.0, (1,), np.float32)
         self.episode = -1
@@ -37,8 +39,10 @@ class CountEnv(gym.Env):
     def step(self, action):
         self.last_action = np.array(action)
         self.t += 1
+        self.total_steps += 1
         done = self.t >= self.length
-        return self._obs(), 1.0, done and not self.truncate, done and self.truncate, {}
+        reward = float("nan") if 0 <= self.nan_after < self.total_steps else 1.0
+        return self._obs(), reward, done and not self.truncate, done and self.truncate, {}
 
     def _obs(self) -> np.ndarray:
         return np.array([self.t, self.episode], dtype=np.float32)

@@ -2,6 +2,7 @@
 
 import json
 
+import imageio.v3 as iio
 import pytest
 import torch
 from conftest import run_cli
@@ -94,6 +95,9 @@ def _assert_clean_failure(proc, *phrases):
         (["agent.lr=0.1"], ["lr"]),
         (["seed=abc"], ["seed", "abc"]),
         (["agent.batch_size=0"], ["agent.batch_size must be > 0"]),
+        (["agent.tau=-0.1"], ["agent.tau must be in (0, 1]"]),
+        (["hydra.run.dir=/proc/sac-test/run"], ["cannot write to hydra.run.dir=/proc/sac-test"]),
+        (["resume=no/such/run"], ["resume=no/such/run: no such checkpoint or run directory"]),
     ],
 )
 def test_train_bad_input(tmp_path, args, phrases):
@@ -119,3 +123,16 @@ def test_eval_bad_input(tmp_path):
     _assert_clean_failure(
         run_cli(["sac-eval", "checkpoint=x", "episodes=lots"], tmp_path), "episodes"
     )
+
+
+def test_mujoco_train_and_headless_video(tmp_path):
+    """A MuJoCo task end to end, with an EGL-rendered video (MUJOCO_GL=egl, no screen)."""
+    proc = run_cli(["sac-train", "env=inverted_pendulum", *TINY, "hydra.run.dir=ip"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(["sac-eval", "checkpoint=ip", "episodes=1", "video=true"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["env"] == "InvertedPendulum-v5" and summary["max"] >= 1
+    frames = iio.imread(tmp_path / summary["videos"][0])
+    assert frames.shape[1:] == (480, 480, 3) and len(frames) == summary["mean_length"] + 1
+    assert frames.max() > 100  # something was drawn, not a black frame

@@ -1,0 +1,216 @@
+"""Resume: exact continuation, config rules, fallbacks, faults (in-process, small runs)."""
+
+import csv
+import shutil
+import signal
+import tempfile
+
+import pytest
+import torch
+
+import sac.trainer
+from sac.checkpoint import load_checkpoint, step_checkpoints
+from sac.errors import SACError
+from sac.train import train
+from sac.trainer import Trainer
+
+SMALL = [
+    "agent.warmup_steps=100",
+    "eval_every=0",
+    "eval_episodes=1",
+    "log_every=100",
+    "agent.batch_size=32",
+    "agent.hidden_sizes=[32,32]",
+    "device=cpu",
+]
+
+
+def _run(make_cfg, run_dir, *overrides):
+    """What `sac-train <overrides>` does, minus Hydra's process: compose, then train()."""
+    cfg = make_cfg(*SMALL, *overrides)
+    return train(cfg, run_dir, [*SMALL, *overrides])
+
+
+def test_resuming_twice_from_one_checkpoint_is_bit_identical(make_cfg, tmp_path):
+    _run(
+        make_cfg, tmp_path / "orig", "total_steps=300", "checkpoint_every=150", "keep_checkpoints=0"
+    )
+    ckpt = tmp_path / "orig" / "checkpoints" / "step_0000000150.pt"
+    actors, buffers = [], []
+    for name in ("a", "b"):
+        shutil.copytree(tmp_path / "orig", tmp_path / name)
+        summary = _run(make_cfg, tmp_path / name, "total_steps=500", f"resume={ckpt}")
+        assert summary["steps"] == 500
+        state = load_checkpoint(tmp_path / name)
+        actors.append(state["agent"]["actor"])
+        buffers.append(state["buffer"])
+        assert state["counters"]["updates"] == 400  # 50 before the checkpoint's step 150 ...
+    for k in actors[0]:
+        torch.testing.assert_close(actors[0][k], actors[1][k], rtol=0, atol=0)
+    assert buffers[0]["size"] == 500
+    torch.testing.assert_close(buffers[0]["obs"], buffers[1]["obs"], rtol=0, atol=0)
+
+
+def test_resume_restores_buffer_counters_and_rng(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=250", "checkpoint_every=0")
+    saved = load_checkpoint(tmp_path)
+    trainer = Trainer(
+        make_cfg(*SMALL, "total_steps=400"),
+        tmp_path,
+        resume_from=step_checkpoints(tmp_path / "checkpoints")[-1],
+    )
+    assert (trainer.step, trainer.episodes, trainer.agent.num_updates) == (250, 1, 150)
+    assert len(trainer.buffer) == 250
+    torch.testing.assert_close(trainer.buffer.obs[:250], saved["buffer"]["obs"])
+    torch.testing.assert_close(trainer.action_rng.get_state(), saved["rng"]["action"])
+    trainer.close()
+
+
+def test_auto_resume_in_a_run_directory_that_has_a_checkpoint(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=200")
+    summary = _run(make_cfg, tmp_path, "total_steps=300")  # same dir, same command + more steps
+    assert summary["steps"] == 300 and summary["episodes"] == 1
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    logged = [int(r["step"]) for r in rows if r["perf/sps"]]
+    assert logged == [100, 200, 300]  # appended, nothing duplicated or missing
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=400", "checkpoint_every=200", "keep_checkpoints=0")
+    ckpt = tmp_path / "checkpoints" / "step_0000000200.pt"
+    _run(make_cfg, tmp_path, "total_steps=400", f"resume={ckpt}")
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["perf/sps"]] == [100, 200, 300, 400]
+    assert [int(r["step"]) for r in rows if r["train/episode_return"]] == [200, 400]
+
+
+def test_resume_never_starts_afresh_and_keeps_old_outputs(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=200")
+    summary = _run(make_cfg, tmp_path, "total_steps=200", "resume=never")
+    assert summary["steps"] == 200
+    (aside,) = tmp_path.glob("previous_*")
+    assert (aside / "checkpoints" / "last.pt").is_file() and (aside / "metrics.csv").is_file()
+
+
+def test_resume_refuses_changes_to_the_experiment(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=200")
+    with pytest.raises(SACError, match=r"cannot change agent\.gamma=0\.5"):
+        _run(make_cfg, tmp_path, "total_steps=300", "agent.gamma=0.5")
+    with pytest.raises(SACError, match="cannot change env=halfcheetah"):
+        _run(make_cfg, tmp_path, "env=halfcheetah")
+
+
+def test_resume_takes_the_stored_config_not_the_defaults(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path / "run", "total_steps=200", "agent.gamma=0.9", "seed=4")
+    cfg = make_cfg("total_steps=300", f"resume={tmp_path / 'run'}")
+    summary = train(cfg, tmp_path / "run", ["total_steps=300", f"resume={tmp_path / 'run'}"])
+    assert summary["steps"] == 300
+    stored = load_checkpoint(tmp_path / "run")["config"]
+    assert (stored["agent"]["gamma"], stored["seed"], stored["total_steps"]) == (0.9, 4, 300)
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=300", "checkpoint_every=100", "keep_checkpoints=0")
+    newest = tmp_path / "checkpoints" / "step_0000000300.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    summary = _run(make_cfg, tmp_path, "total_steps=300")
+    assert summary["steps"] == 300  # continued from step 200
+
+
+def test_resume_errors(make_cfg, tmp_path):
+    with pytest.raises(SACError, match="no such checkpoint"):
+        _run(make_cfg, tmp_path, f"resume={tmp_path / 'nothing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SACError, match="no checkpoint"):
+        _run(make_cfg, tmp_path, f"resume={tmp_path / 'empty'}")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(SACError, match="no usable checkpoint"):
+        _run(make_cfg, tmp_path, f"resume={bad}")
+
+
+def test_resume_refuses_a_checkpoint_for_other_shapes(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path / "pendulum", "total_steps=200")
+    cfg = make_cfg(*SMALL, "env.id=CountEnv-v0", "total_steps=300")
+    with pytest.raises(SACError, match="obs/act dims"):
+        Trainer(
+            cfg, tmp_path / "count", resume_from=tmp_path / "pendulum" / "checkpoints" / "last.pt"
+        )
+
+
+def test_keep_last_k_checkpoints(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=100", "keep_checkpoints=2")
+    names = [p.name for p in step_checkpoints(tmp_path / "checkpoints")]
+    assert names == ["step_0000000400.pt", "step_0000000500.pt"]
+
+
+def test_without_buffer_the_checkpoint_is_small_and_resume_still_works(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=200", "save_buffer=false")
+    assert "buffer" not in load_checkpoint(tmp_path)
+    assert _run(make_cfg, tmp_path, "total_steps=300")["steps"] == 300
+
+
+def test_non_finite_losses_stop_the_run_with_the_last_good_checkpoint(make_cfg, tmp_path):
+    cfg = make_cfg(
+        *SMALL,
+        "env.id=CountEnv-v0",
+        "+env.kwargs.length=50",
+        "+env.kwargs.nan_after=250",
+        "total_steps=1000",
+        "checkpoint_every=200",
+    )
+    with pytest.raises(SACError, match=r"non-finite losses/critic \(nan\).*step_0000000200"):
+        Trainer(cfg, tmp_path).train()
+    assert [p.name for p in step_checkpoints(tmp_path / "checkpoints")] == ["step_0000000200.pt"]
+    assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["actor"]["net.0.weight"]).all()
+
+
+def test_failed_periodic_save_is_reported_and_training_goes_on(
+    make_cfg, tmp_path, monkeypatch, caplog
+):
+    real_save = sac.trainer.save_checkpoint
+    calls = []
+
+    def flaky(state, path, keep=0):
+        calls.append(path.name)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_save(state, path, keep)
+
+    monkeypatch.setattr(sac.trainer, "save_checkpoint", flaky)
+    summary = _run(make_cfg, tmp_path, "total_steps=300", "checkpoint_every=100")
+    assert summary["steps"] == 300
+    assert "No space left on device" in caplog.text and "training continues" in caplog.text
+    assert [p.name for p in step_checkpoints(tmp_path / "checkpoints")] == [
+        "step_0000000200.pt",
+        "step_0000000300.pt",
+    ]
+
+
+def test_failed_final_save_goes_to_a_rescue_copy(make_cfg, tmp_path, monkeypatch):
+    real_save = sac.trainer.save_checkpoint
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def fail_in_run_dir(state, path, keep=0):
+        if tmp_path / "run" in path.parents:
+            raise OSError(30, "Read-only file system")
+        real_save(state, path, keep)
+
+    monkeypatch.setattr(sac.trainer, "save_checkpoint", fail_in_run_dir)
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    with pytest.raises(SACError, match=r"saved it to .*sac-rescue-run"):
+        _run(make_cfg, tmp_path / "run", "total_steps=200")
+    rescued = tmp_path / "tmp" / "sac-rescue-run"
+    assert load_checkpoint(rescued)["counters"]["env_steps"] == 200
+
+
+def test_second_sigint_handler_exits_at_once(make_cfg, tmp_path, monkeypatch):
+    trainer = Trainer(make_cfg(*SMALL, "total_steps=100"), tmp_path)
+    exits = []
+    monkeypatch.setattr(sac.trainer.os, "_exit", exits.append)
+    trainer._on_signal(signal.SIGTERM, None)
+    assert trainer.stop_signal == signal.SIGTERM and exits == []  # first: stop after this step
+    trainer._on_signal(signal.SIGINT, None)
+    assert exits == [130]  # second interrupt: out now, no checkpoint
+    trainer.close()

@@ -1,0 +1,112 @@
+"""Real processes, real signals: SIGTERM/SIGINT checkpoint and exit; SIGKILL at random moments
+always leaves a run that resumes."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from sac.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+FAST = [
+    "agent.warmup_steps=300",
+    "eval_every=0",
+    "eval_episodes=1",
+    "log_every=100",
+    "agent.batch_size=32",
+    "agent.hidden_sizes=[32,32]",
+    "device=cpu",
+]
+
+
+def _start(cwd: Path, *args: str) -> subprocess.Popen:
+    exe = Path(sys.executable).parent / "sac-train"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [str(exe), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Block until metrics.csv has a row at or past `step`."""
+    deadline = time.time() + timeout
+    path = run_dir / "metrics.csv"
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        if path.exists():
+            steps = [int(r["step"]) for r in csv.DictReader(path.open()) if r["perf/sps"]]
+            if steps and steps[-1] >= step:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} within {timeout}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_the_resumed_run_continues(tmp_path, sig):
+    proc = _start(tmp_path, *FAST, "total_steps=3000", "checkpoint_every=0", "hydra.run.dir=run")
+    run = tmp_path / "run"
+    _wait_for_step(run, 700, proc)
+    sent = time.time()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert time.time() - sent < 30
+    assert proc.returncode == 128 + sig, out
+    assert "Traceback" not in out and f"resume with: sac-train resume={run.resolve()}" in out
+    state = load_checkpoint(run)
+    stopped = state["counters"]["env_steps"]
+    assert 700 <= stopped < 3000 and state["buffer"]["size"] == stopped
+
+    proc = run_cli(["sac-train", "resume=run"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    state = load_checkpoint(run)
+    assert state["counters"]["env_steps"] == 3000 and state["buffer"]["size"] == 3000
+    assert state["counters"]["updates"] == 2700
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["perf/sps"]] == list(range(100, 3001, 100))
+    episodes = [int(r["step"]) for r in rows if r["train/episode_return"]]
+    assert episodes == sorted(set(episodes))  # none logged twice
+
+
+def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path):
+    proc = _start(
+        tmp_path, *FAST, "total_steps=100000", "checkpoint_every=500", "hydra.run.dir=run"
+    )
+    _wait_for_step(tmp_path / "run", 600, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in out
+    assert load_checkpoint(tmp_path / "run")["counters"]["env_steps"] >= 500
+    assert not list((tmp_path / "run" / "checkpoints").glob("step_*.tmp"))
+
+
+def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path):
+    rng = random.Random(1234)
+    for trial in range(3):
+        cwd = tmp_path / f"trial{trial}"
+        cwd.mkdir()
+        # checkpoints every 50 steps, buffer included, so many kills land mid-write
+        proc = _start(cwd, *FAST, "total_steps=100000", "checkpoint_every=50", "hydra.run.dir=run")
+        _wait_for_step(cwd / "run", 100, proc)
+        time.sleep(rng.uniform(0.0, 3.0))
+        proc.kill()
+        proc.communicate()
+        state = load_checkpoint(cwd / "run")
+        killed_at = state["counters"]["env_steps"]
+        resumed = run_cli(["sac-train", "resume=run", f"total_steps={killed_at + 100}"], cwd)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert load_checkpoint(cwd / "run")["counters"]["env_steps"] == killed_at + 100
