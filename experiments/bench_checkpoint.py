@@ -7,6 +7,7 @@ transitions), written and read through the trainer's real save/restore path.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -25,6 +26,11 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="load from a cold page cache (Linux, root: writes drop_caches)",
+    )
     args = parser.parse_args()
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
@@ -67,12 +73,17 @@ def main() -> None:
             t0 = time.perf_counter()
             path = trainer.save()
             saves.append(time.perf_counter() - t0)
+            if args.drop_caches:
+                os.sync()
+                Path("/proc/sys/vm/drop_caches").write_text("3\n")
             t0 = time.perf_counter()
             trainer.restore(path)  # load + copy into the preallocated buffer and the agent
             loads.append(time.perf_counter() - t0)
         size = path.stat().st_size
         trainer.close()
+    cache = "cold page cache" if args.drop_caches else "warm page cache"
     table = (
+        f"Load measured from a {cache}.\n\n"
         "| env | transitions | buffer raw bytes | checkpoint file | "
         f"save (median of {args.repeats}) | load + restore (median) |\n|---|---|---|---|---|---|\n"
         f"| {cfg.env.id} | {len(trainer.buffer):,} | {raw / 2**20:.0f} MiB | {size / 2**20:.0f} MiB"

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +17,28 @@ from sac.errors import SACError
 
 log = logging.getLogger("sac")
 
-# Every column the metrics CSV can hold; a row fills the ones it has and leaves the rest empty.
-CSV_COLUMNS = (
-    "step",
-    "time",
-    "train/episode_return",
-    "train/episode_length",
-    "eval/return_mean",
-    "eval/return_std",
-    "eval/length_mean",
-    "losses/critic",
-    "losses/actor",
-    "losses/alpha",
-    "train/alpha",
-    "train/entropy",
-    "train/q_mean",
-    "train/target_q_mean",
-    "perf/sps",
-    "perf/updates",
-)
-
 
 class RunLogger:
-    """Writes metric rows keyed by env step to metrics.csv and, when enabled, to W&B."""
+    """Writes metric rows keyed by env step to metrics.csv and, when enabled, to W&B.
+
+    `columns` fixes the CSV header (after `step` and `time`); a row fills the columns it has.
+    """
 
     def __init__(
         self,
         run_dir: Path,
+        columns: Sequence[str],
         config: Mapping[str, Any],
         wandb_cfg: Any | None = None,
         resume_step: int | None = None,
     ) -> None:
         self.path = run_dir / "metrics.csv"
+        self.columns = ("step", "time", *columns)
         if resume_step is not None and self.path.exists():
-            _truncate_csv(self.path, resume_step)
+            _truncate_csv(self.path, resume_step, self.columns)
         new = not self.path.exists()
         self._file = self.path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=CSV_COLUMNS)
+        self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         if new:
             self._csv.writeheader()
         self._start = time.time()
@@ -62,9 +47,9 @@ class RunLogger:
             self._wandb = _init_wandb(run_dir, config, wandb_cfg)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        unknown = set(metrics) - set(CSV_COLUMNS)
+        unknown = set(metrics) - set(self.columns)
         if unknown:  # a programming error, not a user one: keep the CSV's columns fixed
-            raise KeyError(f"metrics not in CSV_COLUMNS: {sorted(unknown)}")
+            raise KeyError(f"metrics not among the CSV columns: {sorted(unknown)}")
         row = {"step": step, "time": round(time.time() - self._start, 3), **metrics}
         self._csv.writerow(row)
         self._file.flush()
@@ -77,7 +62,7 @@ class RunLogger:
             self._wandb.finish()
 
 
-def _truncate_csv(path: Path, last_step: int) -> None:
+def _truncate_csv(path: Path, last_step: int, columns: Sequence[str]) -> None:
     """Drop rows logged after `last_step` (they are logged again by the resumed run), by
     writing the kept rows to a temporary file and renaming it over the original."""
     with path.open(newline="") as f:
@@ -88,7 +73,7 @@ def _truncate_csv(path: Path, last_step: int) -> None:
         ]
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

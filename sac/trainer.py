@@ -32,6 +32,19 @@ from sac.logging import Progress, RunLogger
 
 log = logging.getLogger("sac")
 
+# The metrics CSV's columns (after step and time): per finished episode, per evaluation, and
+# per log interval (the agent's update metrics averaged over it, and throughput).
+CSV_COLUMNS = (
+    "train/episode_return",
+    "train/episode_length",
+    "eval/return_mean",
+    "eval/return_std",
+    "eval/length_mean",
+    *METRIC_NAMES,
+    "perf/sps",
+    "perf/updates",
+)
+
 
 def resolve_device(spec: str) -> torch.device:
     """auto | cpu | cuda | cuda:N -> a usable torch.device, or a clear error."""
@@ -147,6 +160,7 @@ class Trainer:
         self.runner = EnvRunner(self.envs, cfg.seed + self.step)
         self.logger = RunLogger(
             run_dir,
+            CSV_COLUMNS,
             OmegaConf.to_container(cfg, resolve=True),
             cfg.wandb,
             resume_step=self.step if resume_from is not None else None,
