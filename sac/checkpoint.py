@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +119,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     when only the actor is needed) are not read from disk.
     """
     p = resolve_checkpoint(path)
+    if not zipfile.is_zipfile(p):  # torch.save's format is a zip archive
+        raise SACError(
+            f"'{p}' is not a readable sac checkpoint (not a PyTorch archive, or truncated); "
+            "pass a .pt file written by sac-train"
+        )
     try:
         state = torch.load(p, map_location=map_location, weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise SACError(
+            f"'{p}' is not a readable sac checkpoint: it holds objects other than tensors and "
+            "plain containers, and loading those could run code, so it is refused"
+        ) from None
     except Exception as e:  # the unpickler raises many types on foreign or damaged files
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise SACError(

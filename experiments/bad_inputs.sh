@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every bad input we know of through the real CLIs and prints a markdown table of what each
+# prints and its exit code.   bash experiments/bad_inputs.sh > experiments/results/bad_inputs.md
+set -u
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fast=(agent.warmup_steps=100 eval_every=0 eval_episodes=1 agent.batch_size=32 "agent.hidden_sizes=[32,32]" device=cpu)
+sac-train "${fast[@]}" total_steps=200 hydra.run.dir=good >/dev/null 2>&1
+printf 'not a checkpoint\n' > notes.pt
+head -c 20000 good/checkpoints/last.pt > truncated.pt
+python - <<'PY'
+import torch
+torch.save({"format_version": 99}, "future.pt")
+torch.save({"actor": torch.zeros(2)}, "weights.pt")
+class Exploit:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch PWNED",))
+torch.save({"format_version": 1, "agent": Exploit()}, "evil.pt")
+PY
+cases=(
+  "sac-train env.id=CartPole-v1"
+  "sac-train env.id=NoSuchEnv-v0"
+  "sac-train +env.kwargs.no_such_arg=1"
+  "sac-train no_such_key=1"
+  "sac-train agent.lr=0.1"
+  "sac-train seed=abc"
+  "sac-train device=cuda"
+  "sac-train device=tpu"
+  "sac-train total_steps=0"
+  "sac-train agent.batch_size=0"
+  "sac-train agent.buffer_size=-5"
+  "sac-train agent.actor_lr=0"
+  "sac-train agent.tau=1.5"
+  "sac-train env.num_envs=0"
+  "sac-train hydra.run.dir=/proc/sac/run"
+  "sac-train resume=no/such/run"
+  "sac-train resume=notes.pt"
+  "sac-train resume=truncated.pt"
+  "sac-train resume=future.pt"
+  "sac-train resume=good agent.gamma=0.5"
+  "sac-train resume=good env=hopper"
+  "sac-eval"
+  "sac-eval checkpoint=missing.pt"
+  "sac-eval checkpoint=notes.pt"
+  "sac-eval checkpoint=truncated.pt"
+  "sac-eval checkpoint=future.pt"
+  "sac-eval checkpoint=weights.pt"
+  "sac-eval checkpoint=evil.pt"
+  "sac-eval checkpoint=good episodes=0"
+)
+echo "| command | exit | what it prints (stderr) |"
+echo "|---|---|---|"
+for c in "${cases[@]}"; do
+  raw=$($c 2>&1 >/dev/null)
+  rc=$?
+  out=$(printf '%s\n' "$raw" | grep -v '^Set the environment variable HYDRA_FULL_ERROR' \
+        | sed '/^$/d' | tr '\n' ' ' | sed 's/|/\\|/g')
+  echo "| \`$c\` | $rc | ${out:0:400} |"
+done
+[ -e PWNED ] && echo "evil.pt RAN CODE" || echo; echo "evil.pt ran no code (no PWNED file was created)."
