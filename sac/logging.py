@@ -98,46 +98,64 @@ def _init_wandb(run_dir: Path, config: Mapping[str, Any], cfg: Any) -> Any:
     )
 
 
-class Progress:
-    """A live progress line: redrawn in place on a terminal, one line per report otherwise."""
+class Progress(logging.Filter):
+    """The progress line. On a terminal it is redrawn in place (at most twice a second) and
+    cleared before any log record prints; every `force`d update is also a log line (console
+    and train.log). Off a terminal only the forced updates appear."""
 
-    def __init__(self, total_steps: int, stream: Any = None) -> None:
+    def __init__(self, total_steps: int, start_step: int = 0, stream: Any = None) -> None:
+        super().__init__()
         self.total = total_steps
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_draw = 0.0
+        self._mark = (time.perf_counter(), start_step)  # for a live steps-per-second estimate
+        self._sps = 0.0
+        self._drawn = False
+        if self.tty:
+            log.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Runs before each "sac" log record is handled: clear the line it would run into."""
+        if self._drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._drawn = False
+        return True
 
     def update(
         self,
         step: int,
-        sps: float,
         recent_return: float | None,
         last_eval: tuple[int, float] | None,
         force: bool = False,
     ) -> None:
-        now = time.time()
-        if not force and (not self.tty or now - self._last_draw < 0.5):
+        now = time.perf_counter()
+        if not force and (not self.tty or now - self._mark[0] < 0.5):
             return
-        self._last_draw = now
-        eta = (self.total - step) / sps if sps > 0 else math.inf
-        parts = [
-            f"step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)",
-            f"{sps:.0f} sps",
-            f"return {recent_return:.1f}" if recent_return is not None else "return -",
-            f"eval {last_eval[1]:.1f} @{last_eval[0]}" if last_eval else "eval -",
-            f"ETA {_fmt_duration(eta)}",
-        ]
-        line = " | ".join(parts)
-        if self.tty:
+        if step > self._mark[1]:
+            sps = (step - self._mark[1]) / (now - self._mark[0])
+            self._sps = sps if self._sps == 0 else 0.7 * self._sps + 0.3 * sps
+        self._mark = (now, step)
+        eta = (self.total - step) / self._sps if self._sps > 0 else math.inf
+        line = " | ".join(
+            [
+                f"step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%)",
+                f"{self._sps:.0f} sps",
+                f"return {recent_return:.1f}" if recent_return is not None else "return -",
+                f"eval {last_eval[1]:.1f} @{last_eval[0]}" if last_eval else "eval -",
+                f"ETA {_fmt_duration(eta)}",
+            ]
+        )
+        if force:
+            log.info(line)
+        else:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
-        else:
-            log.info(line)
+            self._drawn = True
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.filter(logging.makeLogRecord({}))
+        log.removeFilter(self)
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -183,12 +183,12 @@ class Trainer:
             self.step,
             cfg.total_steps,
         )
-        progress = Progress(cfg.total_steps)
+        progress = Progress(cfg.total_steps, start_step=self.step)
         recent: deque[float] = deque(maxlen=10)
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
         metric_count, interval_start = 0, self.step
         updates_owed = 0.0
-        sps, sps_mark = 0.0, (time.perf_counter(), self.step)
+        sps_mark = (time.perf_counter(), self.step)
         self._install_signal_handlers()
         try:
             while self.step < cfg.total_steps and self.stop_signal is None:
@@ -233,9 +233,9 @@ class Trainer:
                         metric_count = 0
                     interval_start = self.step
                     self.logger.log(self.step, row)
-                    progress.update(self.step, sps, _mean(recent), self.last_eval, force=True)
+                    progress.update(self.step, _mean(recent), self.last_eval, force=True)
                 else:
-                    progress.update(self.step, sps, _mean(recent), self.last_eval)
+                    progress.update(self.step, _mean(recent), self.last_eval)
 
                 if cfg.eval_every > 0 and _crossed(prev, self.step, cfg.eval_every):
                     self.evaluate()
