@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from sac.agent import Batch
 
@@ -90,10 +91,17 @@ class ReplayBuffer:
             "capacity": self.capacity,
             "pos": self.pos,
             "size": n,
-            # copy=True: a saved view would drag the whole preallocated storage along
-            **{name: getattr(self, name)[:n].to("cpu", copy=True) for name in _FIELDS},
+            **{name: self._filled(getattr(self, name)) for name in _FIELDS},
             "generator": self.generator.get_state(),
         }
+
+    def _filled(self, store: Tensor) -> Tensor:
+        """store[:size] on the CPU, holding only its own rows: a saved view would drag the
+        whole preallocated storage along, so a partial one is copied; a full CPU buffer is
+        saved as it is (no second copy of the largest thing in memory)."""
+        if self.size == self.capacity and store.device.type == "cpu":
+            return store
+        return store[: self.size].to("cpu", copy=True)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict`; the capacity and the shapes must match."""
