@@ -84,7 +84,14 @@ def plan_resume(
             log.warning("skipping unusable checkpoint: %s", e)
     else:
         raise SACError(f"no usable checkpoint to resume from: {'; '.join(errors)}")
-    return _resumed_config(state["config"], cfg, overrides), candidate
+    merged = _resumed_config(state["config"], cfg, overrides)
+    # Checkpoints newer than the one resumed (a damaged one, or a branch being redone) would
+    # later pass for the newest: keep them, but out of the way.
+    own = step_checkpoints(run_dir / "checkpoints")
+    if candidate.resolve() in {p.resolve() for p in own}:
+        newer = own[[p.resolve() for p in own].index(candidate.resolve()) + 1 :]
+        _move_aside(run_dir, newer, "checkpoints newer than the resumed one")
+    return merged, candidate
 
 
 def _resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -121,13 +128,18 @@ def _plain(value: Any) -> Any:
 def _move_old_outputs_aside(run_dir: Path) -> None:
     """resume=never in a directory that holds a run: keep its outputs, under previous_<time>/."""
     old = [p for p in (run_dir / "checkpoints", run_dir / "metrics.csv") if p.exists()]
-    if not old:
+    _move_aside(run_dir, old, "resume=never: the earlier run's outputs")
+
+
+def _move_aside(run_dir: Path, paths: list[Path], what: str) -> None:
+    """Move `paths` into <run_dir>/previous_<time>/ (nothing already written is deleted)."""
+    if not paths:
         return
     aside = run_dir / f"previous_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-    aside.mkdir()
-    for p in old:
+    aside.mkdir(exist_ok=True)
+    for p in paths:
         shutil.move(p, aside / p.name)
-    log.info("resume=never: moved the earlier run's outputs to %s", aside)
+    log.info("moved %s to %s", what, aside)
 
 
 class CheckRunDir(Callback):

@@ -78,7 +78,12 @@ def test_auto_resume_in_a_run_directory_that_has_a_checkpoint(make_cfg, tmp_path
 def test_resume_drops_metrics_logged_after_the_checkpoint(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=400", "checkpoint_every=200", "keep_checkpoints=0")
     ckpt = tmp_path / "checkpoints" / "step_0000000200.pt"
-    _run(make_cfg, tmp_path, "total_steps=400", f"resume={ckpt}")
+    _run(make_cfg, tmp_path, "total_steps=400", f"resume={ckpt}", "checkpoint_every=0")
+    # the step-400 checkpoint of the abandoned branch was moved aside, not left to pass for
+    # the newest (and the resumed run wrote its own)
+    (aside,) = tmp_path.glob("previous_*")
+    assert [p.name for p in aside.iterdir()] == ["step_0000000400.pt"]
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 400
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows if r["perf/sps"]] == [100, 200, 300, 400]
     assert [int(r["step"]) for r in rows if r["train/episode_return"]] == [200, 400]
@@ -115,6 +120,8 @@ def test_resume_skips_a_damaged_newest_checkpoint(make_cfg, tmp_path):
     newest.write_bytes(newest.read_bytes()[:1000])
     summary = _run(make_cfg, tmp_path, "total_steps=300")
     assert summary["steps"] == 300  # continued from step 200
+    (aside,) = tmp_path.glob("previous_*")  # the damaged file is kept, out of the way
+    assert [p.name for p in aside.iterdir()] == ["step_0000000300.pt"]
 
 
 def test_resume_errors(make_cfg, tmp_path):
