@@ -34,11 +34,10 @@ class Batch(NamedTuple):
 
 
 def _adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    # The fused kernel is the fastest Adam on both CUDA and CPU; older builds lack it on CPU.
-    try:
+    # The fused kernel is the fastest Adam on CUDA and CPU (PyTorch >= 2.4); foreach elsewhere.
+    if device.type in ("cuda", "cpu"):
         return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 class SAC:

@@ -121,4 +121,8 @@ class ReplayBuffer:
             store[:n].copy_(saved)
         self.size = n
         self.pos = int(state["pos"])
-        self.generator.set_state(state["generator"])
+        saved_rng = state["generator"].cpu()
+        if saved_rng.numel() == self.generator.get_state().numel():
+            self.generator.set_state(saved_rng)
+        else:  # saved by a generator of another device type (e.g. resuming a CUDA run on CPU)
+            self.generator.manual_seed(self.pos * 1_000_003 + n)

@@ -106,17 +106,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise SACError(f"no checkpoint found in '{path}' (looked for {ckpt_dir}/step_*.pt)")
 
 
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint file belongs to (None if it sits outside one)."""
-    parent = checkpoint.resolve().parent
-    return parent.parent if parent.name == CHECKPOINT_DIR else None
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = True
+) -> dict[str, Any]:
     """Load a checkpoint with weights_only=True (no arbitrary code runs) and check its version.
 
-    The file is memory-mapped, so parts the caller never touches (such as a saved replay buffer
-    when only the actor is needed) are not read from disk.
+    With `mmap` the file is memory-mapped, so parts the caller never touches (such as a saved
+    replay buffer when only the actor is needed) are not read from disk. A resume loads without
+    it: tensors kept from a mapped file (optimizer moments) would pin the file's disk space
+    after it is pruned.
     """
     p = resolve_checkpoint(path)
     if not zipfile.is_zipfile(p):  # torch.save's format is a zip archive
@@ -125,7 +123,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "pass a .pt file written by sac-train"
         )
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True, mmap=True)
+        state = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise SACError(
             f"'{p}' is not a readable sac checkpoint: it holds objects other than tensors and "

@@ -55,7 +55,7 @@ class WandbConfig:
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
-    mode: str = "online"  # online | offline | disabled
+    mode: str | None = None  # online | offline | disabled; None: WANDB_MODE, else online
 
 
 @dataclass

@@ -3,6 +3,8 @@ transitions (never one that spans an autoreset) and finished-episode statistics.
 
 from __future__ import annotations
 
+import functools
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,8 +75,18 @@ def make_vector_env(
     else:
         raise SACError(f"env.vectorization must be 'sync' or 'async', got '{vectorization}'")
     make_env(env_id, kwargs).close()  # fail here, in this process, with a clear message
-    fns = [lambda: make_env(env_id, kwargs) for _ in range(num_envs)]
+    build = _make_worker_env if vectorization == "async" else make_env
+    fns = [functools.partial(build, env_id, kwargs) for _ in range(num_envs)]
     return make_vec(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None) -> gym.Env:
+    """make_env inside an AsyncVectorEnv worker process. Ctrl-C and SIGTERM reach the whole
+    process group; the workers ignore them so that the trainer can finish its step, checkpoint
+    and close the envs itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return make_env(env_id, kwargs)
 
 
 def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:

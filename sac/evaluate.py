@@ -26,6 +26,7 @@ register_configs()
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load the checkpoint, rebuild env and actor from its stored config, run episodes."""
     import numpy as np
+    import torch
 
     from sac.agent import SAC
     from sac.checkpoint import load_checkpoint, resolve_checkpoint
@@ -54,7 +55,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     agent.load_state_dict(state["agent"], actor_only=True)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem
-    frames: list[list[Any]] | None = [] if cfg.video else None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SACError(f"cannot create {out_dir}: {e}; set output_dir=...") from None
+    videos = VideoWriter(out_dir, env.metadata.get("render_fps", 30)) if cfg.video else None
+    torch.manual_seed(cfg.seed)  # the policy noise, for deterministic=false
     print(
         f"sac-eval: {path} ({train_cfg.env.id}, {cfg.episodes} episodes, "
         f"{'deterministic' if cfg.deterministic else 'stochastic'}, {device})",
@@ -62,10 +68,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     try:
         returns, lengths = evaluate_policy(
-            agent, env, cfg.episodes, cfg.seed, deterministic=cfg.deterministic, frames=frames
+            agent,
+            env,
+            cfg.episodes,
+            cfg.seed,
+            deterministic=cfg.deterministic,
+            on_frame=videos.add if videos else None,
         )
+    except OSError as e:
+        raise SACError(f"could not write a video to {out_dir}: {e}; set output_dir=...") from None
     finally:
         env.close()
+        if videos:
+            videos.close()
     summary = {
         "checkpoint": str(path),
         "env": train_cfg.env.id,
@@ -79,28 +94,40 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_length": float(np.mean(lengths)),
         "returns": returns,
     }
+    if videos:
+        summary["videos"] = [str(p) for p in videos.paths]
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if frames is not None:
-            summary["videos"] = _write_videos(frames, out_dir, env.metadata.get("render_fps", 30))
         (out_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as e:
         raise SACError(f"could not write results to {out_dir}: {e}; set output_dir=...") from None
     return summary
 
 
-def _write_videos(frames: list[list[Any]], out_dir: Path, fps: int) -> list[str]:
-    import imageio.v2 as imageio
+class VideoWriter:
+    """One MP4 per episode (episode_NNN.mp4), written frame by frame as the episode runs."""
 
-    paths = []
-    for i, episode in enumerate(frames):
-        path = out_dir / f"episode_{i:03d}.mp4"
-        # macro_block_size=1 keeps the frame size as rendered (no resize warnings).
-        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
-            for frame in episode:
-                writer.append_data(frame)
-        paths.append(str(path))
-    return paths
+    def __init__(self, out_dir: Path, fps: int) -> None:
+        self.out_dir, self.fps = out_dir, fps
+        self.paths: list[Path] = []
+        self._episode, self._writer = -1, None
+
+    def add(self, episode: int, frame: Any) -> None:
+        import imageio.v2 as imageio
+
+        if episode != self._episode:
+            self.close()
+            self._episode = episode
+            self.paths.append(self.out_dir / f"episode_{episode:03d}.mp4")
+            # macro_block_size=1 keeps the frame size as rendered (no resize warnings).
+            self._writer = imageio.get_writer(
+                self.paths[-1], fps=self.fps, codec="libx264", macro_block_size=1
+            )
+        self._writer.append_data(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")

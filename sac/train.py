@@ -65,7 +65,12 @@ def plan_resume(
         return cfg, None
     if mode == "auto":
         candidates = step_checkpoints(run_dir / "checkpoints")
-        if not candidates:
+        if not candidates:  # a fresh run; metrics of one that died before its first checkpoint
+            _move_aside(
+                run_dir,
+                [p for p in [run_dir / "metrics.csv"] if p.exists()],
+                "the metrics of an earlier run that left no checkpoint",
+            )
             return cfg, None
     else:
         path = Path(mode).expanduser()

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -83,20 +84,20 @@ def evaluate_policy(
     episodes: int,
     seed: int,
     deterministic: bool = True,
-    frames: list[list[np.ndarray]] | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Run whole episodes; return their returns and lengths. `frames` collects renders;
+    """Run whole episodes; return their returns and lengths. `on_frame(episode, frame)` gets
+    each rendered frame as it comes (so videos stream to disk instead of piling up in memory);
     `stop` is asked between episodes and ends the evaluation early when it says so."""
     returns, lengths = [], []
     obs, _ = env.reset(seed=seed)
-    for _ in range(episodes):
+    for episode in range(episodes):
         if stop is not None and stop():
             break
         ep_return, ep_len, done = 0.0, 0, False
-        episode_frames: list[np.ndarray] = []
-        if frames is not None:
-            episode_frames.append(env.render())
+        if on_frame is not None:
+            on_frame(episode, env.render())
         while not done:
             obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=agent.device)
             action = agent.act(obs_t.unsqueeze(0), deterministic=deterministic)[0].cpu().numpy()
@@ -104,12 +105,10 @@ def evaluate_policy(
             ep_return += float(reward)
             ep_len += 1
             done = terminated or truncated
-            if frames is not None:
-                episode_frames.append(env.render())
+            if on_frame is not None:
+                on_frame(episode, env.render())
         returns.append(ep_return)
         lengths.append(ep_len)
-        if frames is not None:
-            frames.append(episode_frames)
         obs, _ = env.reset()
     return returns, lengths
 
@@ -154,7 +153,15 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.stop_signal: int | None = None
         if resume_from is not None:
-            self.restore(resume_from)
+            try:
+                self.restore(resume_from)
+            except BaseException:
+                self.envs.close()
+                self.eval_env.close()
+                raise
+        # The config this process trains with (on resume: the stored one plus safe changes),
+        # which .hydra/config.yaml, the command line's composition, need not be.
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         # A resumed run reseeds its envs by step, so resuming twice from one checkpoint replays
         # the same episodes.
         self.runner = EnvRunner(self.envs, cfg.seed + self.step)
@@ -187,7 +194,7 @@ class Trainer:
         recent: deque[float] = deque(maxlen=10)
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
         metric_count, interval_start = 0, self.step
-        updates_owed = 0.0
+        utd = Fraction(str(cfg.agent.updates_per_step)).limit_denominator(1_000_000)
         sps_mark = (time.perf_counter(), self.step)
         self._install_signal_handlers()
         try:
@@ -211,14 +218,12 @@ class Trainer:
                     )
 
                 # Each transition collected after the warm-up earns updates_per_step gradient
-                # updates, so a vector step of N envs earns N * updates_per_step of them.
-                updates_owed += max(0, self.step - max(prev, warmup)) * cfg.agent.updates_per_step
-                if len(self.buffer) < cfg.agent.batch_size:  # e.g. resumed without a buffer
-                    updates_owed = 0.0
-                while updates_owed >= 1.0:
+                # updates (a vector step of N envs earns N * updates_per_step). Counted exactly
+                # from the step counter, so fractions neither drift nor reset on resume.
+                due = int(max(0, self.step - warmup) * utd)
+                while self.agent.num_updates < due and len(self.buffer) >= cfg.agent.batch_size:
                     metric_sum += self.agent.update(self.buffer.sample(cfg.agent.batch_size))
                     metric_count += 1
-                    updates_owed -= 1.0
 
                 if _crossed(prev, self.step, cfg.log_every) or self.step >= cfg.total_steps:
                     now = time.perf_counter()
@@ -243,7 +248,7 @@ class Trainer:
                     self.save()
             if self.stop_signal is None and (self.last_eval or (None,))[0] != self.step:
                 self.evaluate()
-            if self.last_checkpoint != step_path(self.run_dir, self.step):
+            if self.last_checkpoint != step_path(self.run_dir, self.step).resolve():
                 self.save(final=True)
         finally:
             self._restore_signal_handlers()
@@ -313,6 +318,7 @@ class Trainer:
                 "env_steps": self.step,
                 "updates": self.agent.num_updates,
                 "episodes": self.episodes,
+                "last_eval": list(self.last_eval) if self.last_eval else None,
             },
             "spaces": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
             "agent": self.agent.state_dict(),
@@ -324,7 +330,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint written by `state()`."""
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device, mmap=False)
         saved = state["spaces"]
         if (saved["obs_dim"], saved["act_dim"]) != (self.obs_dim, self.act_dim):
             raise SACError(
@@ -343,12 +349,14 @@ class Trainer:
             )
         counters = state["counters"]
         self.step, self.episodes = int(counters["env_steps"]), int(counters["episodes"])
+        if counters.get("last_eval"):
+            self.last_eval = (int(counters["last_eval"][0]), float(counters["last_eval"][1]))
         rng = state["rng"]
         torch.set_rng_state(rng["torch"].cpu())
         self.action_rng.set_state(rng["action"].cpu())
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        self.last_checkpoint = path
+        self.last_checkpoint = path.resolve()
         log.info(
             "resumed from %s at step %d (%d transitions in the replay buffer)",
             path,
@@ -385,7 +393,7 @@ class Trainer:
                 f"could not write checkpoint {path} ({e}); saved it to {rescue} instead: "
                 f"resume with sac-train resume={rescue}"
             ) from None
-        self.last_checkpoint = path
+        self.last_checkpoint = path.resolve()
         log.info("checkpoint: %s", path)
         return path
 

@@ -66,6 +66,23 @@ def test_eval_is_deterministic_and_seeded(trained_run):
         for d in ("a", "b")
     ]
     assert outs[0]["returns"] == outs[1]["returns"] and outs[0]["checkpoint_steps"] == 200
+    stochastic = [
+        json.loads(
+            run_cli(
+                [
+                    "sac-eval",
+                    f"checkpoint={ckpt}",
+                    "episodes=1",
+                    "deterministic=false",
+                    "seed=3",
+                    f"output_dir={d}",
+                ],
+                cwd,
+            ).stdout
+        )["returns"]
+        for d in ("c", "d")
+    ]
+    assert stochastic[0] == stochastic[1]  # the policy noise is seeded too
 
 
 def test_eval_video_writes_mp4(trained_run):

@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import sac.trainer
 from sac.checkpoint import load_checkpoint, step_checkpoints
@@ -89,6 +90,22 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(make_cfg, tmp_path):
     assert [int(r["step"]) for r in rows if r["train/episode_return"]] == [200, 400]
 
 
+def test_fresh_run_moves_stale_metrics_aside(make_cfg, tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,time\n5,0.1\n")  # a run that died early
+    _run(make_cfg, tmp_path, "total_steps=200")
+    (aside,) = tmp_path.glob("previous_*")
+    assert (aside / "metrics.csv").read_text() == "step,time\n5,0.1\n"
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["perf/sps"]] == [100, 200]
+
+
+def test_effective_config_is_written_on_resume(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path / "run", "total_steps=200", "agent.gamma=0.9")
+    train(make_cfg("total_steps=300"), tmp_path / "run", ["total_steps=300"])  # auto resume
+    effective = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert (effective.agent.gamma, effective.total_steps) == (0.9, 300)
+
+
 def test_resume_never_starts_afresh_and_keeps_old_outputs(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=200")
     summary = _run(make_cfg, tmp_path, "total_steps=200", "resume=never")
@@ -122,6 +139,8 @@ def test_resume_skips_a_damaged_newest_checkpoint(make_cfg, tmp_path):
     assert summary["steps"] == 300  # continued from step 200
     (aside,) = tmp_path.glob("previous_*")  # the damaged file is kept, out of the way
     assert [p.name for p in aside.iterdir()] == ["step_0000000300.pt"]
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["perf/sps"]] == [100, 200, 300]  # not from 0
 
 
 def test_resume_errors(make_cfg, tmp_path):

@@ -82,16 +82,51 @@ def test_signal_checkpoints_and_the_resumed_run_continues(tmp_path, sig):
 
 
 def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path):
+    # Big networks and 20 updates per step make each step take a few hundred ms, so the second
+    # Ctrl-C surely lands while the first one is still finishing its step.
     proc = _start(
-        tmp_path, *FAST, "total_steps=100000", "checkpoint_every=500", "hydra.run.dir=run"
+        tmp_path,
+        *FAST,
+        "agent.hidden_sizes=[1024,1024]",
+        "agent.updates_per_step=20",
+        "total_steps=100000",
+        "checkpoint_every=100",
+        "hydra.run.dir=run",
+    )
+    _wait_for_step(tmp_path / "run", 300, proc)
+    proc.send_signal(signal.SIGINT)
+    seen = []
+    for line in proc.stdout:  # wait until the first one has been taken
+        seen.append(line)
+        if "SIGINT received" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out = "".join(seen) + proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130 and "Traceback" not in out
+    assert "second interrupt, exiting now without a checkpoint" in out
+    assert "stopped by SIGINT" not in out  # the graceful path did not run
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts[-1] == "step_0000000300.pt"  # nothing written after the signal ...
+    assert load_checkpoint(tmp_path / "run")["counters"]["env_steps"] == 300  # ... and it loads
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))
+
+
+def test_async_envs_sigterm_checkpoints_and_exits(tmp_path):
+    proc = _start(
+        tmp_path,
+        *FAST,
+        "env.num_envs=2",
+        "env.vectorization=async",
+        "total_steps=100000",
+        "checkpoint_every=0",
+        "hydra.run.dir=run",
     )
     _wait_for_step(tmp_path / "run", 600, proc)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "Traceback" not in out
-    assert load_checkpoint(tmp_path / "run")["counters"]["env_steps"] >= 500
-    assert not list((tmp_path / "run" / "checkpoints").glob("step_*.tmp"))
+    assert proc.returncode == 143 and "Traceback" not in out, out
+    assert "resume with: sac-train resume=" in out
+    assert load_checkpoint(tmp_path / "run")["counters"]["env_steps"] >= 600
 
 
 def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path):

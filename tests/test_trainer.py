@@ -40,7 +40,9 @@ def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_pat
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["last.pt", "step_0000000300.pt", "step_0000000600.pt"]
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
-    assert state["counters"] == {"env_steps": 600, "updates": 400, "episodes": 3}
+    counters = state["counters"]
+    assert (counters["env_steps"], counters["updates"], counters["episodes"]) == (600, 400, 3)
+    assert counters["last_eval"][0] == 600
     assert state["config"]["env"]["id"] == "Pendulum-v1"
     assert set(state["agent"]) >= {
         "actor",
@@ -91,6 +93,20 @@ def test_vector_envs_count_transitions_and_utd(make_cfg, tmp_path):
     summary = trainer.train()
     assert summary["steps"] == 300 and len(trainer.buffer) == 300
     assert trainer.agent.num_updates == 75  # (300 - 150) transitions * 0.5
+
+
+@pytest.mark.parametrize(("utd", "expected"), [(0.1, 20), (0.29, 58), (1 / 3, 66), (2, 400)])
+def test_fractional_updates_per_step_are_counted_exactly(make_cfg, tmp_path, utd, expected):
+    cfg = make_cfg(
+        *SHORT,
+        "total_steps=400",
+        f"agent.updates_per_step={utd}",
+        "checkpoint_every=0",
+        "eval_every=0",
+    )
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    assert trainer.agent.num_updates == expected  # floor(200 transitions after warm-up * utd)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow
 
 def test_offline_wandb_run_records_config_and_metrics(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # as in the README; wandb.mode left unset
     cfg = make_cfg(
         "total_steps=300",
         "agent.warmup_steps=100",
@@ -21,7 +22,6 @@ def test_offline_wandb_run_records_config_and_metrics(make_cfg, tmp_path, monkey
         "agent.batch_size=32",
         "agent.hidden_sizes=[16]",
         "wandb.enabled=true",
-        "wandb.mode=offline",
         "wandb.project=sac-test",
         "wandb.tags=[ci]",
     )
