@@ -94,6 +94,10 @@ def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path
         "hydra.run.dir=run",
     )
     _wait_for_step(tmp_path / "run", 300, proc)
+    third = tmp_path / "run" / "checkpoints" / "step_0000000300.pt"
+    while not third.exists():  # the checkpoint of step 300 follows its metrics row
+        assert proc.poll() is None
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     seen = []
     for line in proc.stdout:  # wait until the first one has been taken
