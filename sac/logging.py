@@ -103,9 +103,12 @@ class Progress(logging.Filter):
     cleared before any log record prints; every `force`d update is also a log line (console
     and train.log). Off a terminal only the forced updates appear."""
 
-    def __init__(self, total_steps: int, start_step: int = 0, stream: Any = None) -> None:
+    def __init__(
+        self, total_steps: int, start_step: int = 0, warmup_steps: int = 0, stream: Any = None
+    ) -> None:
         super().__init__()
         self.total = total_steps
+        self.warmup = warmup_steps
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._mark = (time.perf_counter(), start_step)  # for a live steps-per-second estimate
@@ -134,7 +137,9 @@ class Progress(logging.Filter):
             return
         if step > self._mark[1]:
             sps = (step - self._mark[1]) / (now - self._mark[0])
-            self._sps = sps if self._sps == 0 else 0.7 * self._sps + 0.3 * sps
+            # random warm-up steps are far faster than learning ones: forget them for the ETA
+            fresh = self._sps == 0 or self._mark[1] <= self.warmup < step
+            self._sps = sps if fresh else 0.7 * self._sps + 0.3 * sps
         self._mark = (now, step)
         eta = (self.total - step) / self._sps if self._sps > 0 else math.inf
         line = " | ".join(

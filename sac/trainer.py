@@ -190,7 +190,7 @@ class Trainer:
             self.step,
             cfg.total_steps,
         )
-        progress = Progress(cfg.total_steps, start_step=self.step)
+        progress = Progress(cfg.total_steps, start_step=self.step, warmup_steps=warmup)
         recent: deque[float] = deque(maxlen=10)
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
         metric_count, interval_start = 0, self.step
