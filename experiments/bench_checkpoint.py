@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from hydra import compose, initialize_config_dir
+from synthetic import fill_randomly
 
 from sac.config import config_dir, register_configs
 from sac.trainer import Trainer
@@ -46,17 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         trainer = Trainer(cfg, run)
-        rng = np.random.default_rng(0)
-        chunk = 100_000
-        for start in range(0, args.transitions, chunk):  # random data: no compression help
-            n = min(chunk, args.transitions - start)
-            trainer.buffer.add(
-                rng.standard_normal((n, trainer.obs_dim), np.float32),
-                rng.uniform(-1, 1, (n, trainer.act_dim)).astype(np.float32),
-                rng.standard_normal(n, np.float32),
-                rng.standard_normal((n, trainer.obs_dim), np.float32),
-                np.zeros(n, np.float32),
-            )
+        fill_randomly(trainer.buffer, args.transitions, trainer.obs_dim, trainer.act_dim)
         trainer.step = args.transitions
         raw = sum(
             t[: len(trainer.buffer)].nbytes

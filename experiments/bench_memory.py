@@ -13,8 +13,8 @@ import resource
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from hydra import compose, initialize_config_dir
+from synthetic import fill_randomly
 
 from sac.config import config_dir, register_configs
 from sac.trainer import Trainer
@@ -50,23 +50,12 @@ def main() -> None:
             )
         trainer = Trainer(cfg, Path(tmp))
         start = rss_mib()
-        rng = np.random.default_rng(0)
-        chunk = 100_000
-        o, a = trainer.obs_dim, trainer.act_dim
-        for i in range(0, args.capacity, chunk):
-            n = min(chunk, args.capacity - i)
-            trainer.buffer.add(
-                rng.standard_normal((n, o), np.float32),
-                rng.uniform(-1, 1, (n, a)).astype(np.float32),
-                rng.standard_normal(n, np.float32),
-                rng.standard_normal((n, o), np.float32),
-                np.zeros(n, np.float32),
-            )
+        fill_randomly(trainer.buffer, args.capacity, trainer.obs_dim, trainer.act_dim)
         trainer.step = args.capacity  # past the warm-up: the loop acts and updates
         filled = rss_mib()
         trainer.train()
         peak = rss_mib()
-    raw = args.capacity * (2 * o + a + 2) * 4 / 2**20
+    raw = args.capacity * (2 * trainer.obs_dim + trainer.act_dim + 2) * 4 / 2**20
     table = (
         "| env | buffer capacity | raw buffer bytes | RSS after start-up | RSS with full buffer "
         "| peak RSS (training + checkpoint) | peak minus buffer |\n"
