@@ -106,6 +106,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise SACError(f"no checkpoint found in '{path}' (looked for {ckpt_dir}/step_*.pt)")
 
 
+def check_spaces(state: dict[str, Any], obs_dim: int, act_dim: int, env_id: str) -> None:
+    """Refuse a checkpoint trained on other observation/action sizes than `env_id` has."""
+    saved = (state["spaces"]["obs_dim"], state["spaces"]["act_dim"])
+    if saved != (obs_dim, act_dim):
+        raise SACError(
+            f"the checkpoint was trained with obs/act dims {saved}, but env {env_id} has "
+            f"{(obs_dim, act_dim)}"
+        )
+
+
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = True
 ) -> dict[str, Any]:

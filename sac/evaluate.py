@@ -29,7 +29,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from sac.agent import SAC
-    from sac.checkpoint import load_checkpoint, resolve_checkpoint
+    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
     from sac.envs import make_env, space_dims
     from sac.trainer import agent_config, evaluate_policy, resolve_device
 
@@ -45,12 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         train_cfg.env.id, train_cfg.env.kwargs, render_mode="rgb_array" if cfg.video else None
     )
     obs_dim, act_dim = space_dims(env)
-    saved = state["spaces"]
-    if (obs_dim, act_dim) != (saved["obs_dim"], saved["act_dim"]):
-        raise SACError(
-            f"env {train_cfg.env.id} has obs/act dims {(obs_dim, act_dim)} but the checkpoint "
-            f"was trained with {(saved['obs_dim'], saved['act_dim'])}"
-        )
+    check_spaces(state, obs_dim, act_dim, train_cfg.env.id)
     agent = SAC(obs_dim, act_dim, agent_config(train_cfg), device)
     agent.load_state_dict(state["agent"], actor_only=True)
 

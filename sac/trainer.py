@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.agent import METRIC_NAMES, SAC, AgentConfig
 from sac.buffer import ReplayBuffer
-from sac.checkpoint import load_checkpoint, save_checkpoint, step_path
+from sac.checkpoint import check_spaces, load_checkpoint, save_checkpoint, step_path
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
 from sac.logging import Progress, RunLogger
@@ -331,13 +331,7 @@ class Trainer:
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint written by `state()`."""
         state = load_checkpoint(path, map_location=self.device, mmap=False)
-        saved = state["spaces"]
-        if (saved["obs_dim"], saved["act_dim"]) != (self.obs_dim, self.act_dim):
-            raise SACError(
-                f"checkpoint {path} was trained with obs/act dims "
-                f"{(saved['obs_dim'], saved['act_dim'])}, but env {self.cfg.env.id} has "
-                f"{(self.obs_dim, self.act_dim)}"
-            )
+        check_spaces(state, self.obs_dim, self.act_dim, self.cfg.env.id)
         self.agent.load_state_dict(state["agent"])
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
