@@ -27,6 +27,7 @@ class EnvConfig:
 class AgentConfig:
     """SAC hyperparameters (defaults: Haarnoja et al. 2018, "SAC Algorithms and Applications")."""
 
+    name: str = "sac"  # label of the variant in run summaries and result tables
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     num_critics: int = 2
     gamma: float = 0.99
