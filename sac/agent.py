@@ -33,15 +33,20 @@ class Batch(NamedTuple):
     terminated: Tensor  # 1.0 where the episode ended in a terminal state (no bootstrap)
 
 
-def _adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+def _adam(params: Any, lr: float, beta1: float, device: torch.device) -> torch.optim.Adam:
     # The fused kernel is the fastest Adam on CUDA and CPU (PyTorch >= 2.4); foreach elsewhere.
-    if device.type in ("cuda", "cpu"):
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), **fast)
 
 
 class SAC:
-    """Soft Actor-Critic (Haarnoja et al. 2018) with N critics and automatic temperature."""
+    """Soft Actor-Critic (Haarnoja et al. 2018) with N critics and automatic temperature.
+
+    Options beyond the paper (all off by default, see AgentConfig): normalised critics
+    (LayerNorm, dropout: DroQ; batch renorm: CrossQ), no target networks with a joint forward
+    pass of (s, a) and (s', a') (CrossQ), a random-subset min in the target (REDQ) and a delayed
+    actor update.
+    """
 
     def __init__(
         self, obs_dim: int, act_dim: int, cfg: AgentConfig, device: torch.device | str = "cpu"
@@ -51,12 +56,24 @@ class SAC:
         self.cfg = cfg
         self.device = torch.device(device)
         self.actor = SquashedGaussianActor(
-            obs_dim, act_dim, list(cfg.hidden_sizes), cfg.log_std_min, cfg.log_std_max
+            obs_dim,
+            act_dim,
+            list(cfg.hidden_sizes),
+            cfg.log_std_min,
+            cfg.log_std_max,
+            cfg.actor_batch_norm,
         ).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, list(cfg.hidden_sizes), cfg.num_critics).to(
-            self.device
+        self.critic = EnsembleCritic(
+            obs_dim,
+            act_dim,
+            list(cfg.critic_hidden_sizes or cfg.hidden_sizes),
+            cfg.num_critics,
+            cfg.critic_norm,
+            cfg.critic_dropout,
+        ).to(self.device)
+        self.critic_target = (
+            copy.deepcopy(self.critic).requires_grad_(False) if cfg.target_networks else None
         )
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = (
             torch.tensor(float(cfg.alpha), device=self.device)
             .log_()
@@ -65,12 +82,21 @@ class SAC:
         self.target_entropy = (
             float(cfg.target_entropy) if cfg.target_entropy is not None else -float(act_dim)
         )
-        self.actor_optim = _adam(self.actor.parameters(), cfg.actor_lr, self.device)
-        self.critic_optim = _adam(self.critic.parameters(), cfg.critic_lr, self.device)
-        self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, self.device)
+        self.actor_optim = _adam(self.actor.parameters(), cfg.actor_lr, cfg.adam_beta1, self.device)
+        self.critic_optim = _adam(
+            self.critic.parameters(), cfg.critic_lr, cfg.adam_beta1, self.device
+        )
+        self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, cfg.adam_beta1, self.device)
         self.num_updates = 0
         self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
+        self._target_params = (
+            list(self.critic_target.parameters()) if self.critic_target is not None else []
+        )
+        # Acting and the next-action samples use the actor's running statistics (eval mode);
+        # only the actor's own update runs it in training mode. (Matters only with batch norm.)
+        self.actor.eval()
+        # [actor loss, alpha loss, entropy] of the latest actor step, reported in between.
+        self._actor_metrics = torch.zeros(3, device=self.device)
 
     # ----------------------------------------------------------------------------- acting
     @torch.inference_mode()
@@ -82,7 +108,8 @@ class SAC:
 
     # ----------------------------------------------------------------------------- learning
     def update(self, batch: Batch) -> Tensor:
-        """One gradient step on critics, actor and temperature; then the Polyak update.
+        """One gradient step on the critics; every `actor_update_interval`-th call also one on
+        the actor and the temperature; then the Polyak update when it is due.
 
         Returns the metrics named in METRIC_NAMES as one tensor on the device: reading it is
         left to the caller, so the update itself never waits for the device.
@@ -90,21 +117,88 @@ class SAC:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
 
-        target_q = self.td_target(batch, alpha)
-        q = self.critic(batch.obs, batch.action)  # (N, B)
+        q, target_q = self.critic_values(batch, alpha)  # (N, B), (B,)
         critic_loss = (q - target_q).pow(2).mean(dim=1).sum()  # sum over critics of the MSE
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
 
-        # Actor: minimise E[alpha * log pi(a|s) - min_i Q_i(s, a)] with a = rsample'd, critics
-        # frozen so this loss moves only the actor.
-        action, log_prob = self.actor(batch.obs)
+        self.num_updates += 1
+        if self.num_updates % cfg.actor_update_interval == 0:
+            self._actor_metrics = self._actor_step(batch.obs, alpha)
+        if self.critic_target is not None and self.num_updates % cfg.target_update_interval == 0:
+            self.polyak_update()
+
+        actor_loss, alpha_loss, entropy = self._actor_metrics
+        return torch.stack(
+            [
+                critic_loss.detach(),
+                actor_loss,
+                alpha_loss,
+                alpha,
+                entropy,
+                q.detach().mean(),
+                target_q.mean(),
+            ]
+        )
+
+    def critic_values(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """Q_i(s, a) for every critic, shape (N, B), and the TD target y (no gradient)."""
+        if self.critic_target is not None:
+            return self.critic(batch.obs, batch.action), self.td_target(batch, alpha)
+        # No target networks (CrossQ): (s, a) and (s', a') go through the live critics as one
+        # batch, so batch norm normalises both with the same statistics; y carries no gradient.
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(batch.next_obs)
+        n = batch.obs.shape[0]
+        q_all = self.critic(
+            torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action])
+        )
+        return q_all[:, :n], self._bootstrap(batch, q_all[:, n:].detach(), next_log_prob, alpha)
+
+    @torch.no_grad()
+    def td_target(self, batch: Batch, alpha: Tensor) -> Tensor:
+        """y from the target critics at a' sampled fresh from the current policy."""
+        assert self.critic_target is not None, "td_target needs target networks"
+        next_action, next_log_prob = self.actor(batch.next_obs)
+        next_q = self.critic_target(batch.next_obs, next_action)
+        return self._bootstrap(batch, next_q, next_log_prob, alpha)
+
+    def _bootstrap(
+        self, batch: Batch, next_q: Tensor, next_log_prob: Tensor, alpha: Tensor
+    ) -> Tensor:
+        """y = r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')).
+
+        Only `terminated` stops bootstrapping: a time-limit truncation is stored with
+        terminated = 0 and its real final observation. With `target_subset` = M the min runs
+        over M critics drawn at random for each update (REDQ, Chen et al. 2021).
+        """
+        m = self.cfg.target_subset
+        if m is not None and m < next_q.shape[0]:
+            next_q = next_q[torch.randperm(next_q.shape[0], device=next_q.device)[:m]]
+        next_v = next_q.min(dim=0).values - alpha * next_log_prob
+        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_v
+
+    def _actor_step(self, obs: Tensor, alpha: Tensor) -> Tensor:
+        """One step on the actor (critics frozen) and on the temperature; returns
+        [actor loss, alpha loss, entropy estimate] on the device."""
+        # Actor: minimise E[alpha * log pi(a|s) - Q(s, a)] with a = rsample'd, Q the min (SAC)
+        # or mean (REDQ) over critics, frozen so this loss moves only the actor. Batch-norm
+        # critics use their running statistics here (CrossQ).
+        if self.cfg.actor_batch_norm:
+            self.actor.train()
+        action, log_prob = self.actor(obs)
+        self.actor.eval()
         for p in self._critic_params:
             p.requires_grad_(False)
-        q_pi = self.critic(batch.obs, action).min(dim=0).values
+        for bn in self.critic.batch_norms:
+            bn.eval()
+        q_pi = self.critic(obs, action)
+        for bn in self.critic.batch_norms:
+            bn.train()
         for p in self._critic_params:
             p.requires_grad_(True)
+        q_pi = q_pi.mean(dim=0) if self.cfg.actor_q == "mean" else q_pi.min(dim=0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -113,39 +207,11 @@ class SAC:
         # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)].
         log_prob = log_prob.detach()
         alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
-        if cfg.autotune_alpha:
+        if self.cfg.autotune_alpha:
             self.alpha_optim.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_optim.step()
-
-        self.num_updates += 1
-        if self.num_updates % cfg.target_update_interval == 0:
-            self.polyak_update()
-
-        return torch.stack(
-            [
-                critic_loss.detach(),
-                actor_loss.detach(),
-                alpha_loss.detach(),
-                alpha,
-                -log_prob.mean(),
-                q.detach().mean(),
-                target_q.mean(),
-            ]
-        )
-
-    @torch.no_grad()
-    def td_target(self, batch: Batch, alpha: Tensor) -> Tensor:
-        """y = r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha * log pi(a'|s')).
-
-        a' is sampled fresh from the current policy. Only `terminated` stops bootstrapping: a
-        time-limit truncation is stored with terminated = 0 and its real final observation.
-        """
-        next_action, next_log_prob = self.actor(batch.next_obs)
-        next_q = self.critic_target(batch.next_obs, next_action).min(dim=0).values
-        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * (
-            next_q - alpha * next_log_prob
-        )
+        return torch.stack([actor_loss.detach(), alpha_loss.detach(), -log_prob.mean()])
 
     @torch.no_grad()
     def polyak_update(self) -> None:
@@ -167,7 +233,9 @@ class SAC:
         return {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
+            "critic_target": (
+                self.critic_target.state_dict() if self.critic_target is not None else None
+            ),
             "log_alpha": self.log_alpha.detach().clone(),
             "actor_optim": self.actor_optim.state_dict(),
             "critic_optim": self.critic_optim.state_dict(),
@@ -181,7 +249,8 @@ class SAC:
         if actor_only:
             return
         self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
+        if self.critic_target is not None:
+            self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.actor_optim.load_state_dict(state["actor_optim"])

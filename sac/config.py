@@ -45,6 +45,16 @@ class AgentConfig:
     buffer_size: int = 1_000_000
     warmup_steps: int = 5_000  # env steps of uniform random actions before learning starts
     updates_per_step: float = 1.0  # gradient updates per collected transition (UTD ratio)
+    # Beyond vanilla SAC (conf/agent/ has presets that combine these; see the README):
+    critic_hidden_sizes: list[int] | None = None  # None: hidden_sizes
+    critic_norm: str = "none"  # none | layer (LayerNorm) | batch (batch renorm, CrossQ)
+    critic_dropout: float = 0.0  # dropout in the critics' hidden layers (DroQ)
+    actor_batch_norm: bool = False  # batch renorm in the actor (CrossQ)
+    target_networks: bool = True  # False: Q(s', a') from the live critics, joint pass (CrossQ)
+    target_subset: int | None = None  # REDQ: min over a random subset of this many critics
+    actor_q: str = "min"  # how the actor loss combines the critics: min | mean (REDQ)
+    actor_update_interval: int = 1  # critic updates per actor and temperature update
+    adam_beta1: float = 0.9  # Adam's first-moment decay for all three optimizers
 
 
 @dataclass

@@ -13,15 +13,72 @@ from torch.distributions import Normal
 _LOG2 = math.log(2.0)
 
 
-def mlp(in_dim: int, hidden_sizes: list[int], out_dim: int) -> nn.Sequential:
-    """ReLU MLP with a linear output layer."""
+def mlp(
+    in_dim: int, hidden_sizes: list[int], out_dim: int, batch_norm: bool = False
+) -> nn.Sequential:
+    """ReLU MLP with a linear output layer; `batch_norm` puts batch renormalisation before every
+    linear layer (input included), as CrossQ's actor does (Bhatt et al. 2024)."""
     layers: list[nn.Module] = []
     last = in_dim
-    for h in hidden_sizes:
+    for h in [*hidden_sizes, out_dim]:
+        if batch_norm:
+            layers.append(BatchRenorm(last))
         layers += [nn.Linear(last, h), nn.ReLU()]
         last = h
-    layers.append(nn.Linear(last, out_dim))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers[:-1])
+
+
+class BatchRenorm(nn.Module):
+    """Batch renormalisation (Ioffe 2017) over the batch dimension, for (B, F) inputs or, with
+    `num` > 0, (num, B, F) ensemble inputs with statistics and affine parameters per member.
+
+    In training mode it normalises with the batch's statistics and updates running ones; after
+    `warmup` training batches it corrects towards the running statistics with the clipped
+    factors r and d (which carry no gradient). Before that it is plain batch normalisation. In
+    eval mode it uses the running statistics. Defaults follow CrossQ (Bhatt et al. 2024):
+    momentum 0.01, eps 1e-3, r_max 3, d_max 5, 100k warm-up batches.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        num: int = 0,
+        momentum: float = 0.01,
+        eps: float = 1e-3,
+        warmup: int = 100_000,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+    ) -> None:
+        super().__init__()
+        shape = (num, 1, features) if num > 0 else (features,)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+        self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
+        self.batch_dim = 1 if num > 0 else 0
+        self.momentum, self.eps, self.warmup = momentum, eps, warmup
+        self.r_max, self.d_max = r_max, d_max
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            x_hat = (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+            return x_hat * self.weight + self.bias
+        var, mean = torch.var_mean(x, dim=self.batch_dim, keepdim=self.batch_dim == 1, correction=0)
+        std = (var + self.eps).sqrt()
+        x_hat = (x - mean) / std
+        with torch.no_grad():
+            running_std = (self.running_var + self.eps).sqrt()
+            # Before the warm-up ends r = 1 and d = 0: plain batch norm. Selected on the device
+            # (no host sync on the step count).
+            on = (self.num_batches >= self.warmup).to(x.dtype)
+            r = 1.0 + on * ((std / running_std).clamp(1 / self.r_max, self.r_max) - 1.0)
+            d = on * ((mean - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
+            n = x.shape[self.batch_dim]
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * (n / max(n - 1, 1)), self.momentum)  # unbiased, as BN
+            self.num_batches += 1
+        return (x_hat * r + d) * self.weight + self.bias
 
 
 def squashed_log_prob(normal: Normal, u: Tensor) -> Tensor:
@@ -45,9 +102,10 @@ class SquashedGaussianActor(nn.Module):
         hidden_sizes: list[int],
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, 2 * act_dim)
+        self.net = mlp(obs_dim, hidden_sizes, 2 * act_dim, batch_norm)
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 
@@ -92,22 +150,66 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """N Q-functions Q_i(s, a) evaluated together; forward returns shape (N, B)."""
+    """N Q-functions Q_i(s, a) evaluated together; forward returns shape (N, B).
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], num: int = 2) -> None:
+    `norm` adds per-member normalisation to the hidden layers: "layer" is LayerNorm after each
+    hidden linear layer (Ball et al. 2023; with `dropout` > 0 it is DroQ's Linear -> Dropout ->
+    LayerNorm -> ReLU, Hiraoka et al. 2022); "batch" is batch renormalisation before every
+    linear layer, CrossQ's critic (Bhatt et al. 2024).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: list[int],
+        num: int = 2,
+        norm: str = "none",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if num < 1:
             raise ValueError(f"num_critics must be >= 1, got {num}")
+        if norm not in ("none", "layer", "batch"):
+            raise ValueError(f"critic norm must be none, layer or batch, got {norm!r}")
         self.num = num
         dims = [obs_dim + act_dim, *hidden_sizes, 1]
-        self.layers = nn.ModuleList(
-            EnsembleLinear(num, d_in, d_out) for d_in, d_out in itertools.pairwise(dims)
+        pairs = list(itertools.pairwise(dims))
+        # Kept as `layers` (state-dict keys layers.N) so plain critics load from older checkpoints.
+        self.layers = nn.ModuleList(EnsembleLinear(num, d_in, d_out) for d_in, d_out in pairs)
+        self.batch_norms = nn.ModuleList(
+            BatchRenorm(d_in, num) for d_in, _ in pairs if norm == "batch"
         )
+        self.layer_norms = nn.ModuleList(
+            EnsembleLayerNorm(num, d_out) for _, d_out in pairs[:-1] if norm == "layer"
+        )
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1).expand(self.num, -1, -1)
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
+            if self.batch_norms:
+                x = self.batch_norms[i](x)
             x = layer(x)
-            if i < len(self.layers) - 1:
+            if i < last:
+                if self.dropout is not None:
+                    x = self.dropout(x)
+                if self.layer_norms:
+                    x = self.layer_norms[i](x)
                 x = F.relu(x)
         return x.squeeze(-1)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of (N, B, F) inputs, with an affine map per member."""
+
+    def __init__(self, num: int, features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num, 1, features))
+        self.bias = nn.Parameter(torch.zeros(num, 1, features))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)

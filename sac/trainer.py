@@ -468,6 +468,33 @@ def _check_config(cfg: DictConfig) -> None:
             cfg.agent.log_std_min < cfg.agent.log_std_max,
             "agent.log_std_min must be < agent.log_std_max",
         ),
+        (
+            not cfg.agent.critic_hidden_sizes or min(cfg.agent.critic_hidden_sizes) > 0,
+            "agent.critic_hidden_sizes must be null or a non-empty list of positive sizes",
+        ),
+        (
+            cfg.agent.critic_norm in ("none", "layer", "batch"),
+            f"agent.critic_norm must be none, layer or batch, got '{cfg.agent.critic_norm}'",
+        ),
+        (0.0 <= cfg.agent.critic_dropout < 1.0, "agent.critic_dropout must be in [0, 1)"),
+        (
+            cfg.agent.target_subset is None
+            or 1 <= cfg.agent.target_subset <= cfg.agent.num_critics,
+            "agent.target_subset must be null or between 1 and agent.num_critics",
+        ),
+        (
+            cfg.agent.actor_q in ("min", "mean"),
+            f"agent.actor_q must be min or mean, got '{cfg.agent.actor_q}'",
+        ),
+        (cfg.agent.actor_update_interval >= 1, "agent.actor_update_interval must be >= 1"),
+        (0.0 <= cfg.agent.adam_beta1 < 1.0, "agent.adam_beta1 must be in [0, 1)"),
+        (
+            # Target networks would normalise (s', a') with their own lagging batch statistics,
+            # which is what makes batch norm fail in SAC (Bhatt et al. 2024, section 3).
+            not (cfg.agent.critic_norm == "batch" and cfg.agent.target_networks),
+            "agent.critic_norm=batch needs agent.target_networks=false (CrossQ: one joint "
+            "forward pass instead of target critics); or use agent=crossq",
+        ),
     ]
     for ok, message in checks:
         if not ok:
