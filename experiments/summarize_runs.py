@@ -8,43 +8,28 @@ step at which the eval return reached a threshold. Writes a markdown table.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
-import yaml
+from runs import load_run
 
 
 def summarize(run_dir: Path, threshold: float | None) -> dict[str, object]:
-    """One run's numbers from <run_dir>/metrics.csv and <run_dir>/.hydra/config.yaml."""
-    cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
-    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    evals = [
-        (int(r["step"]), float(r["eval/return_mean"]), float(r["eval/return_std"]))
-        for r in rows
-        if r["eval/return_mean"]
-    ]
-    if not evals:
+    """One run's numbers from its metrics.csv and config."""
+    run = load_run(run_dir)
+    if not run.evals:
         raise SystemExit(f"{run_dir}: no evaluation rows in metrics.csv (did the run finish?)")
-    reached = next((s for s, m, _ in evals if threshold is not None and m >= threshold), None)
-    # first step from which every later evaluation stayed at or above the threshold
-    held = None
-    if threshold is not None:
-        for s, m, _ in reversed(evals):
-            if m < threshold:
-                break
-            held = s
-    step, mean, std = evals[-1]
+    step, mean, std = run.evals[-1]
     return {
         "run": run_dir.name,
-        "env": cfg["env"]["id"],
-        "seed": cfg["seed"],
+        "env": run.env,
+        "seed": run.seed,
         "step": step,
         "eval_mean": mean,
         "eval_std": std,
-        "reached": reached,
-        "held": held,
-        "wall_s": float(rows[-1]["time"]),
+        "reached": run.first_reaching(threshold) if threshold is not None else None,
+        "held": run.held_from(threshold) if threshold is not None else None,
+        "wall_s": run.wall_s,
     }
 
 

@@ -30,6 +30,7 @@ from sac.checkpoint import check_spaces, load_checkpoint, save_checkpoint, step_
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
 from sac.logging import Progress, RunLogger
+from sac.plots import PLOT_NAME, plot_run
 
 log = logging.getLogger("sac")
 
@@ -254,6 +255,7 @@ class Trainer:
             self._restore_signal_handlers()
             progress.close()
             self.close()
+            self._plot()
         summary = {
             "steps": self.step,
             "episodes": self.episodes,
@@ -390,6 +392,17 @@ class Trainer:
         self.last_checkpoint = path.resolve()
         log.info("checkpoint: %s", path)
         return path
+
+    def _plot(self) -> None:
+        """returns.png in the run directory (all of metrics.csv, earlier segments included)."""
+        title = f"{self.cfg.env.id}, {self.cfg.agent.name}, seed {self.cfg.seed}"
+        try:
+            path = plot_run(self.run_dir, title)
+        except Exception as e:  # a convenience: a failed drawing must not fail a finished run
+            log.warning("could not draw %s: %s", PLOT_NAME, e)
+        else:
+            if path is not None:
+                log.info("plot: %s", path)
 
     def close(self) -> None:
         self.runner.close()

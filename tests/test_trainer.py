@@ -39,6 +39,8 @@ def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_pat
 
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["last.pt", "step_0000000300.pt", "step_0000000600.pt"]
+    png = (tmp_path / "returns.png").read_bytes()  # the run's picture, drawn at the end
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     counters = state["counters"]
     assert (counters["env_steps"], counters["updates"], counters["episodes"]) == (600, 400, 3)
@@ -140,3 +142,13 @@ def test_device_resolution():
 def test_cuda_without_gpu_is_refused():
     with pytest.raises(SACError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_a_failed_plot_does_not_fail_the_run(make_cfg, tmp_path, monkeypatch, caplog):
+    def broken(run_dir, title):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr("sac.trainer.plot_run", broken)
+    summary = Trainer(make_cfg(*SHORT, "total_steps=300", "checkpoint_every=0"), tmp_path).train()
+    assert summary["steps"] == 300 and (tmp_path / "checkpoints" / "last.pt").is_file()
+    assert "could not draw returns.png: no fonts" in caplog.text
