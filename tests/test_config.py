@@ -14,6 +14,7 @@ ENV_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "env").glob("*.yaml")
 EXPECTED_IDS = {
     "pendulum": "Pendulum-v1",
     "inverted_pendulum": "InvertedPendulum-v5",
+    "inverted_double_pendulum": "InvertedDoublePendulum-v5",
     "halfcheetah": "HalfCheetah-v5",
     "hopper": "Hopper-v5",
     "walker2d": "Walker2d-v5",
@@ -80,3 +81,31 @@ def test_unknown_keys_fail(make_cfg, override):
 def test_wrong_types_fail(make_cfg, override):
     with pytest.raises((ConfigCompositionException, ValidationError)):
         make_cfg(override)
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_with_its_evaluation_protocol(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.env.id == EXPECTED_IDS[experiment]  # each preset names its env preset
+    assert cfg.eval_episodes == 10 and cfg.total_steps % cfg.eval_every == 0
+    assert cfg.agent.name == "sac" and list(cfg.agent.hidden_sizes) == [256, 256]
+    # the command line still wins over the preset, and variants combine with it
+    cfg = make_cfg(f"experiment={experiment}", "total_steps=100000", "agent=crossq")
+    assert cfg.total_steps == 100_000 and cfg.agent.name == "crossq"
+    assert cfg.agent.warmup_steps == make_cfg(f"env={experiment}").agent.warmup_steps
+
+
+def test_experiments_cover_the_benchmark_suite():
+    assert {
+        "halfcheetah",
+        "hopper",
+        "walker2d",
+        "ant",
+        "humanoid",
+        "inverted_pendulum",
+        "inverted_double_pendulum",
+        "pendulum",
+    } <= set(EXPERIMENTS)
