@@ -208,3 +208,18 @@ def test_cli_bad_input_is_one_line_and_exit_1(run_dir, tmp_path, monkeypatch, ar
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sac-export: error: "), proc.stderr
     assert phrase in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_export_on_cuda_matches_the_trained_actor(run_dir, tmp_path):
+    fmt = "all" if HAS_ONNX else "pt2"
+    cfg = compose_cfg(
+        "export", f"checkpoint={run_dir}", f"format={fmt}", "device=cuda", f"output_dir={tmp_path}"
+    )
+    info = export(cfg)
+    obs = random_obs(256, seed=4)
+    expected = reference_actions(Path(info["checkpoint"]), obs)
+    program = torch.export.load(tmp_path / "policy.pt2").module()
+    got = program(torch.as_tensor(obs, device="cuda")).cpu().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
