@@ -105,6 +105,16 @@ class EvalConfig:
     output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
 
 
+@dataclass
+class ExportConfig:
+    """Everything `sac-export` reads."""
+
+    checkpoint: str = MISSING  # a checkpoint file, or a run directory (its latest checkpoint)
+    format: str = "all"  # onnx | pt2 | all
+    device: str = "cpu"  # a .pt2 program keeps its weights on the device it was exported on
+    output_dir: str | None = None  # default: <run dir>/export/<checkpoint name>
+
+
 RESUME_MODES = ("auto", "never")
 
 
@@ -135,6 +145,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     if not OmegaConf.has_resolver("sac_run_dir"):
         OmegaConf.register_new_resolver("sac_run_dir", run_dir_for)
         OmegaConf.register_new_resolver("sac_hydra_subdir", hydra_subdir_for)

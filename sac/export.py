@@ -1,0 +1,305 @@
+"""`sac-export` / `python -m sac.export`: write a checkpoint's deterministic actor as a standalone
+policy file (ONNX and/or torch.export's .pt2) that maps raw observations to env actions, with a
+JSON sidecar saying what a deployer needs to feed it.
+
+Formats. `onnx` runs anywhere ONNX Runtime does (C++, C#, Java, JS, mobile) without PyTorch.
+`pt2` is torch.export's ExportedProgram, PyTorch 2's deployment format: `torch.export.load` in
+Python, or compiled ahead of time with AOTInductor for C++. TorchScript (`torch.jit`) is not
+offered: PyTorch 2.13 marks `torch.jit.script`/`trace` deprecated in favour of torch.export, so
+a new `.pt` file would be built on a path its users are told to leave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from sac.config import config_dir, register_configs
+from sac.errors import SACError
+
+register_configs()
+
+FORMATS = {"onnx": "policy.onnx", "pt2": "policy.pt2"}  # format -> file name in output_dir
+SIDECAR = "policy.json"
+INPUT_NAME, OUTPUT_NAME = "obs", "action"
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the `export` extra
+EXAMPLE_BATCH = 3  # batch size traced at export; the checks run other sizes (the axis is dynamic)
+CHECK_BATCHES = (1, 17, 256)
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Load the checkpoint, rebuild env and actor from its stored config, write and check the
+    requested formats and the sidecar; return the sidecar's content."""
+    from sac.agent import SAC
+    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
+    from sac.envs import make_env, space_dims
+    from sac.trainer import agent_config, resolve_device
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise SACError("no checkpoint given; use sac-export checkpoint=PATH (a .pt or a run dir)")
+    formats = parse_format(cfg.format)
+    if "onnx" in formats:
+        missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SACError(
+                f"format=onnx needs {', '.join(missing)}: pip install -e '.[export]' "
+                "(or export format=pt2 only)"
+            )
+    device = resolve_device(cfg.device)
+    path = resolve_checkpoint(cfg.checkpoint)
+    state = load_checkpoint(path)
+    train_cfg = OmegaConf.create(state["config"])
+    env = make_env(train_cfg.env.id, train_cfg.env.kwargs)
+    try:
+        obs_dim, act_dim = space_dims(env)
+        check_spaces(state, obs_dim, act_dim, train_cfg.env.id)
+        low, high = action_bounds(env)
+        check_obs = check_observations(env, obs_dim)
+    finally:
+        env.close()
+    agent = SAC(obs_dim, act_dim, agent_config(train_cfg), device)
+    agent.load_state_dict(state["agent"], actor_only=True)
+    policy = DeployedPolicy(agent.actor, low, high).to(device)
+
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
+    check_writable(out_dir)
+    print(
+        f"sac-export: {path} ({train_cfg.env.id}) -> {out_dir} ({', '.join(formats)}, {device})",
+        file=sys.stderr,
+    )
+    errors = {}
+    for fmt in formats:
+        writer = export_onnx if fmt == "onnx" else export_pt2
+        with _written_atomically(out_dir / FORMATS[fmt]) as tmp:
+            run = writer(policy, tmp, obs_dim)
+            errors[fmt] = check_parity(policy, run, check_obs, fmt)
+
+    info = {
+        "checkpoint": str(path),
+        "checkpoint_steps": int(state["counters"]["env_steps"]),
+        "env": train_cfg.env.id,
+        "env_kwargs": OmegaConf.to_container(train_cfg.env.kwargs, resolve=True),
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
+        "action_low": low.tolist(),
+        "action_high": high.tolist(),
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", obs_dim]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", act_dim]},
+        "policy": "deterministic: action = low + (tanh(mean(obs)) + 1) / 2 * (high - low)",
+        "formats": list(formats),
+        "files": {fmt: FORMATS[fmt] for fmt in formats},
+        "max_abs_error": errors,  # vs the PyTorch actor, over the check observations
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    if "onnx" in formats:
+        import onnx
+
+        model = onnx.load(out_dir / FORMATS["onnx"], load_external_data=False)
+        info["onnx_opset"] = next(o.version for o in model.opset_import if o.domain == "")
+    _write_text(out_dir / SIDECAR, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def parse_format(spec: str) -> tuple[str, ...]:
+    """onnx | pt2 | all -> the formats to write."""
+    if spec == "all":
+        return tuple(FORMATS)
+    if spec in FORMATS:
+        return (spec,)
+    hint = (
+        " (TorchScript is deprecated in PyTorch 2; pt2 is torch.export's replacement)"
+        if spec in ("torchscript", "jit", "pt")
+        else ""
+    )
+    raise SACError(f"format={spec} is not a known format; use onnx, pt2 or all{hint}")
+
+
+def action_bounds(env: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The env's own action bounds (float32): what make_env's RescaleAction maps [-1, 1] onto."""
+    import gymnasium as gym
+
+    if not isinstance(env, gym.wrappers.RescaleAction):  # make_env's outermost wrapper
+        raise TypeError(f"expected make_env's RescaleAction wrapper, got {type(env).__name__}")
+    space = env.env.action_space
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
+def check_observations(env: Any, obs_dim: int, n: int = 512) -> np.ndarray:
+    """Observations the exported files are checked on: real reset observations of the env, then
+    Gaussian ones at two scales, since a deployed policy may meet states training never saw."""
+    real = [np.asarray(env.reset(seed=i)[0], dtype=np.float32).reshape(-1) for i in range(8)]
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((n - len(real), obs_dim)).astype(np.float32)
+    noise[len(noise) // 2 :] *= 10.0
+    return np.concatenate([np.stack(real), noise])
+
+
+def check_writable(out_dir: Path) -> None:
+    """Fail before exporting, with the fix, if `out_dir` cannot be created or written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise SACError(f"cannot write to output_dir {out_dir}: {e}; set output_dir=...") from None
+
+
+class DeployedPolicy(nn.Module):
+    """The deterministic actor as a standalone module: raw float32 observations (batch, obs_dim)
+    -> env actions (batch, act_dim) in [low, high].
+
+    The agent acts in [-1, 1] and the training env maps that linearly onto its bounds
+    (gymnasium's RescaleAction, see sac/envs.py); this module applies the same map so the
+    deployed file needs no Gymnasium wrapper around it.
+    """
+
+    def __init__(self, actor: nn.Module, low: np.ndarray, high: np.ndarray) -> None:
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
+        self.eval().requires_grad_(False)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.low + (self.actor.deterministic(obs) + 1.0) * ((self.high - self.low) / 2)
+
+
+Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, obs_dim) -> (B, act_dim)
+
+
+def export_onnx(policy: DeployedPolicy, path: Path, obs_dim: int) -> Runner:
+    """Write `policy` as ONNX (batch axis dynamic) and return an ONNX Runtime runner for it."""
+    import onnxruntime as ort
+
+    example = torch.zeros(EXAMPLE_BATCH, obs_dim, device=policy.low.device)
+    # torch.onnx's default exporter since 2.9 (dynamo=True, via torch.export + onnxscript); the
+    # older TorchScript-based one is deprecated along with TorchScript. external_data=False keeps
+    # the weights inside the one .onnx file (an actor is far below ONNX's 2 GB limit).
+    with _quiet_exporter():
+        torch.onnx.export(
+            policy,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"obs": {0: torch.export.Dim("batch", min=1)}},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda obs: session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]
+
+
+def export_pt2(policy: DeployedPolicy, path: Path, obs_dim: int) -> Runner:
+    """Write `policy` with torch.export (batch axis dynamic); return a runner of the file as
+    torch.export.load reads it back."""
+    device = policy.low.device
+    example = torch.zeros(EXAMPLE_BATCH, obs_dim, device=device)
+    with _quiet_exporter():
+        program = torch.export.export(
+            policy, (example,), dynamic_shapes={"obs": {0: torch.export.Dim("batch", min=1)}}
+        )
+    torch.export.save(program, path)
+    loaded = torch.export.load(path).module()
+
+    def run(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(torch.as_tensor(obs, device=device)).cpu().numpy()
+
+    return run
+
+
+def check_parity(policy: DeployedPolicy, run: Runner, obs: np.ndarray, fmt: str) -> float:
+    """Max |exported - PyTorch| over `obs`, fed in batches of other sizes than the traced one;
+    an SACError if it exceeds float32 rounding at the action's scale."""
+    with torch.no_grad():
+        expected = policy(torch.as_tensor(obs, device=policy.low.device)).cpu().numpy()
+    chunks, start, sizes = [], 0, itertools.cycle(CHECK_BATCHES)
+    while start < len(obs):
+        size = next(sizes)
+        chunks.append(np.asarray(run(obs[start : start + size])))
+        start += size
+    got = np.concatenate(chunks)
+    if got.shape != expected.shape:
+        raise SACError(f"exported {fmt} policy returned shape {got.shape}, not {expected.shape}")
+    err = float(np.max(np.abs(got - expected)))
+    scale = max(1.0, float(policy.low.abs().max()), float(policy.high.abs().max()))
+    if not err <= 1e-5 * scale:  # `not <=` also catches NaN
+        raise SACError(
+            f"exported {fmt} policy differs from the PyTorch actor by up to {err:.3g}; "
+            "nothing was written for it (please report this with the checkpoint)"
+        )
+    return err
+
+
+@contextlib.contextmanager
+def _written_atomically(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target`, renamed onto it only if the block succeeds, so a failed
+    export or parity check never leaves a file under the real name."""
+    tmp = target.with_name(
+        f".tmp-{os.getpid()}-{target.name}"
+    )  # keep the suffix: exporters read it
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as e:
+        raise SACError(f"could not write {target}: {e}; set output_dir=...") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise SACError(f"could not write {path}: {e}; set output_dir=...") from None
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporters' chatter (warnings about optional torchvision ops, deprecations
+    inside torch itself) that says nothing about this export; errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+def _main(cfg: DictConfig) -> None:
+    try:
+        info = export(cfg)
+    except SACError as e:
+        print(f"sac-export: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(info))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
