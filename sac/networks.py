@@ -129,8 +129,8 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(u), squashed_log_prob(normal, u)
 
     def deterministic(self, obs: Tensor) -> Tensor:
-        """The evaluation action tanh(mu(s))."""
-        return torch.tanh(self.distribution(obs).loc)
+        """The evaluation action tanh(mu(s)); the std half of the output is not needed."""
+        return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
 
 
 class EnsembleLinear(nn.Module):
