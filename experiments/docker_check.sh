@@ -173,8 +173,10 @@ else
     make_standin
     BASE_HOW="made by this run in $(since "$t") s"
 fi
-if "$ENGINE" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$BASE_FULL" \
-    2>/dev/null | grep -q "^$STANDIN_ENV="; then
+# (Read whole, then searched: `inspect | grep -q` fails under pipefail when grep exits early.)
+base_env="$("$ENGINE" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' \
+    "$BASE_FULL" 2>/dev/null || true)"
+if grep -q "^$STANDIN_ENV=" <<<"$base_env"; then
     BASE_KIND="local stand-in (Debian bookworm by debootstrap, Debian's Python 3.11 and pip)"
 else
     BASE_KIND="the official image"
@@ -240,7 +242,7 @@ say "rebuilding after a code-only change (log: $TMP/rebuild.log)"
 build "$TMP/rebuild.log" "$TMP/context" "$REBUILD_TAG"
 REBUILD_S="$BUILD_S"
 REBUILD_CACHE="$(cached_summary "$TMP/rebuild.log")"
-first_built="$(steps "$TMP/rebuild.log" | awk -F'\t' '$1 == "built" { print $2; exit }')"
+first_built="$(steps "$TMP/rebuild.log" | awk -F'\t' '$1 == "built" && !f { print $2; f = 1 }')"
 [[ -n "$(steps "$TMP/rebuild.log")" ]] || fail "could not read the steps in $TMP/rebuild.log"
 [[ "$first_built" == "COPY sac "* ]] || fail "after a code-only change the first rebuilt step" \
     "is '${first_built:-none}', expected 'COPY sac ...': the dependency layers are not cached"
@@ -317,9 +319,9 @@ t="$(now)"
 run --entrypoint sac-eval "$IMAGE" "${EVAL_ARGS[@]}" >"$TMP/eval.log" 2>&1 ||
     { tail -20 "$TMP/eval.log" >&2; fail "sac-eval failed in the image (log: $TMP/eval.log)"; }
 EVAL_S="$(since "$t")"
-EVAL_JSON="$(find "$RUN_DIR/eval" -name eval.json | head -1)"
+EVAL_JSON="$(find "$RUN_DIR/eval" -name eval.json -print -quit)"
 [[ -s "$EVAL_JSON" ]] || fail "sac-eval wrote no eval.json under $RUN_DIR/eval"
-MP4="$(find "$RUN_DIR/eval" -name '*.mp4' | head -1)"
+MP4="$(find "$RUN_DIR/eval" -name '*.mp4' -print -quit)"
 [[ -s "$MP4" ]] || fail "sac-eval video=true wrote no (or an empty) MP4 under $RUN_DIR/eval"
 [[ "$(head -c 8 "$MP4" | tail -c 4)" == ftyp ]] || fail "$MP4 is not an MP4 (no ftyp box)"
 # The first frame must show something: a blank one would mean the EGL rendering is broken.
@@ -336,7 +338,7 @@ EVAL_MEAN="$(sed -n 's/^ *"mean": \([-0-9.e+]*\),*$/\1/p' "$EVAL_JSON")"
 VIDEO="$FRAMES frames of $RES, first frame's pixel std $PIXEL_STD"
 say "evaluated in $EVAL_S s: mean return $EVAL_MEAN, video $(human "$(stat -c %s "$MP4")"): $VIDEO"
 
-not_owned="$(find "$RUNS" ! -uid "$RUN_UID" | head -3)"
+not_owned="$(find "$RUNS" ! -uid "$RUN_UID" -print -quit)"
 [[ -z "$not_owned" ]] || fail "files not owned by uid $RUN_UID (--user): $not_owned"
 FILES="$(find "$RUNS" -type f | sort | while read -r f; do
     printf '| `%s` | %s |\n' "${f#"$RUNS/"}" "$(human "$(stat -c %s "$f")")"
