@@ -3,34 +3,51 @@
 #   docker run --gpus all --init --user "$(id -u):$(id -g)" -v "$PWD/runs:/work/runs" sac \
 #       env=halfcheetah device=cuda
 # Everything after the image name is a Hydra override for sac-train. For evaluation:
-# --entrypoint sac-eval.
+# --entrypoint sac-eval. `bash experiments/docker_check.sh` builds this image and runs both.
 FROM python:3.11-slim-bookworm
 
-# Headless MuJoCo rendering (eval videos) goes through EGL: the NVIDIA runtime supplies the
-# GPU driver's EGL when NVIDIA_DRIVER_CAPABILITIES includes "graphics"; Mesa's software EGL is
-# the fallback on a machine without a GPU.
+# Headless MuJoCo rendering (eval videos) goes through EGL (MUJOCO_GL=egl, below): the NVIDIA
+# runtime supplies the GPU driver's EGL when NVIDIA_DRIVER_CAPABILITIES includes "graphics";
+# without a GPU, Mesa's EGL (libegl-mesa0, pulled in by libegl1) renders in software with the
+# swrast driver of libgl1-mesa-dri. libopengl0: PyOpenGL looks for libOpenGL.so.0 first.
+# No jemalloc or other allocator: measured on this project it gave no speed gain
+# (experiments/results/speed_HalfCheetah-v5*.md: 159 env steps/s with jemalloc, 162 with glibc
+# malloc), so the image keeps glibc's malloc, one thing fewer to go wrong.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libegl1 libgl1 libglvnd0 libgles2 \
+    && apt-get install -y --no-install-recommends libegl1 libgl1 libglvnd0 libgles2 libopengl0 \
+        libgl1-mesa-dri \
     && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --uid 1000 sac && mkdir -p /work && chmod 1777 /work
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     MUJOCO_GL=egl \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 
-# PyTorch first, in its own layer: the PyPI build for Linux x86_64 is the CUDA one.
-RUN pip install torch==2.13.0
-
 WORKDIR /opt/sac
-# Dependencies before the source so that code edits reuse the cached dependency layer.
-COPY pyproject.toml README.md ./
-RUN mkdir sac conf && touch sac/__init__.py && pip install ".[wandb]" && pip uninstall -y sac
+# Every Python package is pinned by docker/constraints.txt, the `pip freeze` of a working image.
+# To regenerate it (after changing dependencies in pyproject.toml): empty it, build, freeze:
+#   : > docker/constraints.txt && docker build -t sac .
+#   docker run --rm --entrypoint pip sac freeze --all --exclude sac --exclude pip --exclude wheel \
+#       > docker/constraints.txt
+COPY docker/constraints.txt docker/
+# PyTorch first, in its own layer (the largest): the PyPI build for Linux x86_64 is the CUDA one.
+RUN pip install -c docker/constraints.txt torch==2.13.0
+# Dependencies before the source so that code edits reuse the cached dependency layers: install
+# the package's dependencies from an empty stand-in of the package (so only pyproject.toml
+# counts, not the README), then drop the stand-in.
+COPY pyproject.toml ./
+RUN mkdir sac conf && touch sac/__init__.py README.md \
+    && pip install -c docker/constraints.txt ".[wandb]" && pip uninstall -y sac \
+    && rm -r sac conf README.md
 COPY sac ./sac
 COPY conf ./conf
-RUN pip install --no-deps ".[wandb]"
+COPY README.md ./
+# pip check: the installed set is consistent (each package's requirements are met).
+RUN pip install --no-deps ".[wandb]" && pip check
 
-RUN useradd --create-home --uid 1000 sac && mkdir -p /work && chmod 1777 /work
 USER sac
 WORKDIR /work
 # Any uid may run the image (docker run --user "$(id -u):$(id -g)" to own what it writes):
