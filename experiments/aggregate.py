@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import numpy as np
 from runs import Run, find_runs
 
 PUBLISHED = Path(__file__).with_name("published.csv")
+# rliable 1.2 hands arch a RandomState the way arch 7 deprecates; the numbers are unaffected.
+warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
 
 
 def iqm_ci(values: list[float], reps: int, seed: int = 0) -> tuple[float, float, float]:
