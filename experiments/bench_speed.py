@@ -15,6 +15,11 @@ same boundaries. SB3 is the optional `bench` extra: pip install -e '.[bench]'.
 
     python experiments/bench_speed.py                       # HalfCheetah-v5, 3 repeats
     python experiments/bench_speed.py --threads 1 --sac-variants "env.num_envs=4"
+    python experiments/bench_speed.py --untimed 1000 --sac-variants "compile=true"
+
+`--untimed N` adds N learning steps between the warm-up and the window for every row (SB3
+too): with compile=true the first updates compile (tens of seconds), which is a one-off cost
+the window should not hold.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
         f"seed={args.seed}",
         f"device={args.device}",
         f"torch_threads={max(args.threads, 0)}",
-        f"total_steps={args.warmup + args.steps}",
+        f"total_steps={args.warmup + args.untimed + args.steps}",
         f"agent.warmup_steps={args.warmup}",
         f"agent.batch_size={BATCH_SIZE}",
         f"agent.buffer_size={BUFFER_SIZE}",
@@ -106,7 +111,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
         "eval_every=0",  # 0: evaluate only at the end, after the timed window
         "eval_episodes=1",
         "checkpoint_every=0",  # 0: save only at the end, after the timed window
-        f"log_every={_log_every(args.warmup, args.steps)}",
+        f"log_every={_log_every(args.warmup, args.untimed, args.steps)}",
         "wandb.enabled=false",
         *args.overrides,  # the variant's own overrides win
     ]
@@ -116,7 +121,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
         trainer = Trainer(cfg, Path(tmp))
         device = str(trainer.device)
         trainer.train()
-        steps, seconds, updates = _sac_window(Path(tmp) / "metrics.csv", args.warmup)
+        steps, seconds, updates = _sac_window(Path(tmp) / "metrics.csv", args.warmup + args.untimed)
     import torch
 
     return Measurement(
@@ -150,7 +155,8 @@ def run_sb3(args: argparse.Namespace) -> Measurement:
     from stable_baselines3.common.callbacks import BaseCallback
 
     _set_threads(args.threads)
-    warmup, total = args.warmup, args.warmup + args.steps
+    warmup, total = args.warmup, args.warmup + args.untimed + args.steps
+    timed_from = warmup + args.untimed
 
     class WindowTimer(BaseCallback):
         """Marks the time (and update count) when the warm-up ends and when training ends.
@@ -169,7 +175,7 @@ def run_sb3(args: argparse.Namespace) -> Measurement:
             return time.perf_counter(), self.num_timesteps, self.model._n_updates
 
         def _on_rollout_start(self) -> None:
-            if self.num_timesteps == warmup:
+            if self.num_timesteps == timed_from:
                 self.start = self._mark()
 
         def _on_step(self) -> bool:
@@ -213,17 +219,19 @@ def worker_main(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------- driver
-def _log_every(warmup: int, steps: int) -> int:
-    """The largest log interval with a row on the warm-up boundary and at the window's end."""
-    return math.gcd(warmup, steps)
+def _log_every(warmup: int, untimed: int, steps: int) -> int:
+    """The largest log interval with a row on the warm-up boundary, at the window's start and
+    at its end."""
+    return math.gcd(warmup, untimed, steps)
 
 
 def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int) -> Measurement:
     """Run one measurement in a fresh Python process and parse its result."""
     cmd = [
         sys.executable, str(Path(__file__).resolve()), "--worker", impl,
-        "--env", args.env, "--warmup", str(args.warmup), "--steps", str(args.steps),
-        "--threads", str(args.threads), "--seed", str(seed), "--device", args.device,
+        "--env", args.env, "--warmup", str(args.warmup), "--untimed", str(args.untimed),
+        "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(seed),
+        "--device", args.device,
     ]  # fmt: skip
     if overrides:
         cmd += ["--overrides", *overrides]
@@ -356,7 +364,10 @@ def _environment(args: argparse.Namespace) -> str:
         ("stable-baselines3", _version("stable-baselines3")),
         ("CPU", f"{_cpu_model()}; os.cpu_count()={os.cpu_count()}, usable={affinity}"),
         ("torch threads (--threads)", threads),
-        ("warm-up / timed steps / repeats", f"{args.warmup} / {args.steps} / {args.repeats}"),
+        (
+            "warm-up / untimed learning / timed steps / repeats",
+            f"{args.warmup} / {args.untimed} / {args.steps} / {args.repeats}",
+        ),
         ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset")),
         ("LD_PRELOAD", os.environ.get("LD_PRELOAD", "unset")),
     ]
@@ -422,6 +433,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="HalfCheetah-v5", help="Gymnasium env id")
     p.add_argument("--warmup", type=int, default=1000, help="random-action steps, not timed")
+    p.add_argument(
+        "--untimed",
+        type=int,
+        default=0,
+        help="learning steps after the warm-up, before the window (compile=true compiles here)",
+    )
     p.add_argument("--steps", type=int, default=2000, help="timed env steps after warm-up")
     p.add_argument("--repeats", type=int, default=3, help="measurements per row")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -440,13 +457,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker", choices=["sac", "sb3"], help=argparse.SUPPRESS)
     p.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.warmup < 0 or args.steps < 1 or args.repeats < 1:
-        p.error("need --warmup >= 0, --steps >= 1 and --repeats >= 1")
-    if args.steps // _log_every(args.warmup, args.steps) > MAX_LOG_ROWS_IN_WINDOW:
+    if args.warmup < 0 or args.untimed < 0 or args.steps < 1 or args.repeats < 1:
+        p.error("need --warmup >= 0, --untimed >= 0, --steps >= 1 and --repeats >= 1")
+    every = _log_every(args.warmup, args.untimed, args.steps)
+    if args.steps // every > MAX_LOG_ROWS_IN_WINDOW:
         p.error(
-            f"--warmup {args.warmup} and --steps {args.steps} share only the divisor "
-            f"{_log_every(args.warmup, args.steps)}: SAC's timing needs a metrics row on both "
-            "boundaries; use multiples of e.g. 100 or 1000"
+            f"--warmup {args.warmup}, --untimed {args.untimed} and --steps {args.steps} share "
+            f"only the divisor {every}: SAC's timing needs a metrics row on every boundary; "
+            "use multiples of e.g. 100 or 1000"
         )
     return args
 

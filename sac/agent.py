@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -10,6 +12,8 @@ from torch import Tensor
 
 from sac.config import AgentConfig
 from sac.networks import EnsembleCritic, SquashedGaussianActor
+
+log = logging.getLogger("sac")
 
 # Order of the values in the tensor that `SAC.update` returns.
 METRIC_NAMES = (
@@ -39,6 +43,30 @@ def _adam(params: Any, lr: float, beta1: float, device: torch.device) -> torch.o
     return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), **fast)
 
 
+class _Compiled:
+    """`torch.compile(fn)` that calls `on_failure` and runs `fn` itself if the platform cannot
+    compile it: a missing C++ compiler or an unsupported backend must not stop a run.
+    Compilation happens lazily, at the first call, which is where failures surface."""
+
+    def __init__(self, fn: Callable[..., Any], on_failure: Callable[[Exception], None]) -> None:
+        self._eager = fn
+        self._fn: Callable[..., Any] = torch.compile(fn)
+        self._on_failure = on_failure
+        self._checked = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self._checked:
+            return self._fn(*args)
+        try:
+            out = self._fn(*args)
+        except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
+            self._on_failure(e)
+            self._fn = self._eager
+            out = self._fn(*args)
+        self._checked = True
+        return out
+
+
 class SAC:
     """Soft Actor-Critic (Haarnoja et al. 2018) with N critics and automatic temperature.
 
@@ -49,7 +77,12 @@ class SAC:
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, cfg: AgentConfig, device: torch.device | str = "cpu"
+        self,
+        obs_dim: int,
+        act_dim: int,
+        cfg: AgentConfig,
+        device: torch.device | str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.obs_dim = obs_dim
         self.act_dim = act_dim
@@ -97,6 +130,28 @@ class SAC:
         self.actor.eval()
         # [actor loss, alpha loss, entropy] of the latest actor step, reported in between.
         self._actor_metrics = torch.zeros(3, device=self.device)
+        # compile: the two loss computations (forward and, through AOTAutograd, backward) go
+        # through torch.compile; the optimizer steps stay eager (fused Adam is one kernel
+        # already) and so do the Python counters, which would otherwise recompile every call.
+        self.compiled = compile
+        self._critic_loss: Callable[..., Any] = self._critic_loss_eager
+        self._actor_loss: Callable[..., Any] = self._actor_loss_eager
+        if compile:
+            self._critic_loss = _Compiled(self._critic_loss_eager, self._compile_failed)
+            self._actor_loss = _Compiled(self._actor_loss_eager, self._compile_failed)
+
+    def _compile_failed(self, error: Exception) -> None:
+        """Warn once and run both losses eagerly from now on."""
+        if self.compiled:
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            log.warning(
+                "compile=true: torch.compile failed here (%s: %s); continuing without compilation",
+                type(error).__name__,
+                first_line,
+            )
+        self.compiled = False
+        self._critic_loss = self._critic_loss_eager
+        self._actor_loss = self._actor_loss_eager
 
     # ----------------------------------------------------------------------------- acting
     @torch.inference_mode()
@@ -117,8 +172,7 @@ class SAC:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
 
-        q, target_q = self.critic_values(batch, alpha)  # (N, B), (B,)
-        critic_loss = (q - target_q).pow(2).mean(dim=1).sum()  # sum over critics of the MSE
+        critic_loss, q_mean, target_q_mean = self._critic_loss(batch, alpha)
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
@@ -137,10 +191,16 @@ class SAC:
                 alpha_loss,
                 alpha,
                 entropy,
-                q.detach().mean(),
-                target_q.mean(),
+                q_mean,
+                target_q_mean,
             ]
         )
+
+    def _critic_loss_eager(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The critic loss (sum over critics of the MSE to y), mean Q and mean y."""
+        q, target_q = self.critic_values(batch, alpha)  # (N, B), (B,)
+        loss = (q - target_q).pow(2).mean(dim=1).sum()
+        return loss, q.detach().mean(), target_q.mean()
 
     def critic_values(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """Q_i(s, a) for every critic, shape (N, B), and the TD target y (no gradient)."""
@@ -187,19 +247,16 @@ class SAC:
         # critics use their running statistics here (CrossQ).
         if self.cfg.actor_batch_norm:
             self.actor.train()
-        action, log_prob = self.actor(obs)
-        self.actor.eval()
         for p in self._critic_params:
             p.requires_grad_(False)
         for bn in self.critic.batch_norms:
             bn.eval()
-        q_pi = self.critic(obs, action)
+        actor_loss, log_prob = self._actor_loss(obs, alpha)
         for bn in self.critic.batch_norms:
             bn.train()
         for p in self._critic_params:
             p.requires_grad_(True)
-        q_pi = q_pi.mean(dim=0) if self.cfg.actor_q == "mean" else q_pi.min(dim=0).values
-        actor_loss = (alpha * log_prob - q_pi).mean()
+        self.actor.eval()
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optim.step()
@@ -212,6 +269,13 @@ class SAC:
             alpha_loss.backward()
             self.alpha_optim.step()
         return torch.stack([actor_loss.detach(), alpha_loss.detach(), -log_prob.mean()])
+
+    def _actor_loss_eager(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """alpha * log pi(a|s) - Q(s, a) averaged over the batch, and log pi(a|s)."""
+        action, log_prob = self.actor(obs)
+        q_pi = self.critic(obs, action)
+        q_pi = q_pi.mean(dim=0) if self.cfg.actor_q == "mean" else q_pi.min(dim=0).values
+        return (alpha * log_prob - q_pi).mean(), log_prob
 
     @torch.no_grad()
     def polyak_update(self) -> None:

@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: PyTorch's default
+    compile: bool = False  # torch.compile the losses (falls back to eager where it cannot)
     total_steps: int = 20_000  # environment steps (transitions, summed over envs)
     eval_every: int = 2_000  # env steps between deterministic evaluations (0: only at the end)
     eval_episodes: int = 10

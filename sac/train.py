@@ -34,6 +34,7 @@ SAFE_ON_RESUME = frozenset(
         "save_buffer",
         "log_every",
         "torch_threads",
+        "compile",
         "device",
         "resume",
         "wandb",

@@ -141,7 +141,9 @@ class Trainer:
         )
         self.eval_env = make_env(cfg.env.id, cfg.env.kwargs)
         self.obs_dim, self.act_dim = space_dims(self.envs)
-        self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
+        self.agent = SAC(
+            self.obs_dim, self.act_dim, agent_config(cfg), self.device, compile=cfg.compile
+        )
         self.buffer = ReplayBuffer(
             cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed=cfg.seed
         )

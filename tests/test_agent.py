@@ -164,3 +164,25 @@ def test_act_builds_no_graph_and_stays_in_bounds():
     agent = make_agent()
     a = agent.act(torch.randn(10, OBS) * 100)
     assert not a.requires_grad and a.abs().max() <= 1
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplog):
+    """A platform that cannot compile (no C++ compiler, unsupported backend) keeps training."""
+
+    def broken_compile(fn):
+        def compiled(*args):
+            raise RuntimeError("no working C++ compiler found\nlong details")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), compile=True)
+    batch = make_batch(32)
+    with caplog.at_level("WARNING", logger="sac"):
+        first = agent.update(batch)
+        agent.update(batch)
+    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    assert len(warnings) == 1 and "no working C++ compiler found" in warnings[0]
+    assert "long details" not in warnings[0]  # one line
+    assert torch.isfinite(first).all() and agent.num_updates == 2

@@ -4,6 +4,7 @@ gives the same numbers as a plain, textbook SAC update on the same batches and n
 import copy
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -83,10 +84,19 @@ class ReferenceSAC:
                     pt.mul_(1 - cfg.tau).add_(cfg.tau * p)
 
 
-def test_fast_update_matches_plain_reference():
+@pytest.mark.parametrize(
+    "compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")]
+)
+def test_fast_update_matches_plain_reference(compile, monkeypatch):
+    if compile:
+        # Inductor draws its own random numbers unless told to call eager's generator: this
+        # makes the compiled update use the very noise the reference uses.
+        import torch._inductor.config as inductor_config
+
+        monkeypatch.setattr(inductor_config, "fallback_random", True)
     torch.manual_seed(0)
     cfg = AgentConfig(hidden_sizes=HIDDEN, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3)
-    fast = SAC(OBS, ACT, cfg)
+    fast = SAC(OBS, ACT, cfg, compile=compile)
     ref = ReferenceSAC(fast, cfg)
     g = torch.Generator().manual_seed(1)
     for step in range(10):
@@ -113,3 +123,4 @@ def test_fast_update_matches_plain_reference():
                 torch.testing.assert_close(layer.bias[i, 0], lin.bias, **tol)
     assert math.isclose(fast.log_alpha.item(), ref.log_alpha.item(), rel_tol=1e-4, abs_tol=1e-6)
     assert fast.log_alpha.item() != 0.0  # it did move
+    assert fast.compiled == compile  # a compiled run did not fall back to eager
