@@ -29,6 +29,7 @@ SAFE_ON_RESUME = frozenset(
         "total_steps",
         "eval_every",
         "eval_episodes",
+        "eval_video",
         "checkpoint_every",
         "keep_checkpoints",
         "save_buffer",
@@ -36,7 +37,9 @@ SAFE_ON_RESUME = frozenset(
         "torch_threads",
         "device",
         "resume",
+        "logger",
         "wandb",
+        "tensorboard",
     }
 )
 
