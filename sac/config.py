@@ -70,12 +70,24 @@ class WandbConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    """TensorBoard logging (on with logger=tensorboard)."""
+
+    log_dir: str | None = None  # None: <run dir>/tensorboard
+
+
+@dataclass
 class TrainConfig:
     """Everything `sac-train` reads."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    # Loggers besides the metrics CSV (always written): a name or a list of names among
+    # tensorboard | wandb (sac.loggers.LOGGER_CHOICES); None: CSV only. `Any` because OmegaConf
+    # has no "string or list of strings" type; sac.loggers.logger_names checks it.
+    logger: Any = None
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: PyTorch's default
@@ -83,6 +95,7 @@ class TrainConfig:
     total_steps: int = 20_000  # environment steps (transitions, summed over envs)
     eval_every: int = 2_000  # env steps between deterministic evaluations (0: only at the end)
     eval_episodes: int = 10
+    eval_video: bool = False  # record each evaluation's first episode to videos/eval_step<N>.mp4
     checkpoint_every: int = 10_000  # env steps between checkpoints (one is always saved at the end)
     keep_checkpoints: int = 3  # newest checkpoint files kept (0: keep all)
     save_buffer: bool = True  # store the replay buffer in checkpoints (needed for a true resume)

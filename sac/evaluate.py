@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.config import config_dir, register_configs
 from sac.errors import SACError
+from sac.video import VideoWriter, headless_rendering
 
-# MuJoCo picks its OpenGL backend at import; EGL renders without a screen. A user's own
-# MUJOCO_GL (e.g. glfw on a desktop) wins.
-os.environ.setdefault("MUJOCO_GL", "egl")
-# Classic-control envs render through pygame; it needs no display for rgb_array frames.
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
+headless_rendering()  # before anything imports MuJoCo
 register_configs()
 
 
@@ -96,33 +91,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except OSError as e:
         raise SACError(f"could not write results to {out_dir}: {e}; set output_dir=...") from None
     return summary
-
-
-class VideoWriter:
-    """One MP4 per episode (episode_NNN.mp4), written frame by frame as the episode runs."""
-
-    def __init__(self, out_dir: Path, fps: int) -> None:
-        self.out_dir, self.fps = out_dir, fps
-        self.paths: list[Path] = []
-        self._episode, self._writer = -1, None
-
-    def add(self, episode: int, frame: Any) -> None:
-        import imageio.v2 as imageio
-
-        if episode != self._episode:
-            self.close()
-            self._episode = episode
-            self.paths.append(self.out_dir / f"episode_{episode:03d}.mp4")
-            # macro_block_size=1 keeps the frame size as rendered (no resize warnings).
-            self._writer = imageio.get_writer(
-                self.paths[-1], fps=self.fps, codec="libx264", macro_block_size=1
-            )
-        self._writer.append_data(frame)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")

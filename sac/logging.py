@@ -1,101 +1,84 @@
-"""One facade over the run's outputs: metrics CSV (always), Weights & Biases (optional) and the
-live progress line on the console."""
+"""The run's outputs as the trainer sees them: one facade (RunLogger) over the logger backends
+of sac/loggers.py (metrics CSV always, TensorBoard and W&B on request), and the live progress
+line on the console."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sac.errors import SACError
+from omegaconf import DictConfig, OmegaConf
+
+from sac.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger, logger_names
 
 log = logging.getLogger("sac")
 
 
 class RunLogger:
-    """Writes metric rows keyed by env step to metrics.csv and, when enabled, to W&B.
+    """The one logger the trainer talks to: fans metric rows (keyed by env step) and videos out
+    to metrics.csv, always, and to the backends `logger=` names (TensorBoard, W&B).
 
-    `columns` fixes the CSV header (after `step` and `time`); a row fills the columns it has.
+    `state()` is what a checkpoint keeps of the loggers (the W&B run id); a resumed run passes
+    it back as `state` so it continues the same W&B run. With `resume_step`, what was logged
+    after that step is dropped (CSV rows) or hidden (TensorBoard events): it is logged again.
     """
 
     def __init__(
         self,
         run_dir: Path,
         columns: Sequence[str],
-        config: Mapping[str, Any],
-        wandb_cfg: Any | None = None,
+        cfg: DictConfig,
         resume_step: int | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = run_dir / "metrics.csv"
-        self.columns = ("step", "time", *columns)
-        if resume_step is not None and self.path.exists():
-            _truncate_csv(self.path, resume_step, self.columns)
-        new = not self.path.exists()
-        self._file = self.path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
-        if new:
-            self._csv.writeheader()
-        self._start = time.time()
-        self._wandb = None
-        if wandb_cfg is not None and wandb_cfg.enabled:
-            self._wandb = _init_wandb(run_dir, config, wandb_cfg)
+        self._state: dict[str, Any] = dict(state or {})  # kept even if W&B is off this time
+        self._backends: list[Logger] = []
+        try:
+            # The optional backends start first: one that fails (W&B cannot log in, a package
+            # is missing) stops the run before metrics.csv is touched.
+            for name in logger_names(cfg.logger, cfg.wandb.enabled):
+                if name == "wandb":
+                    config = OmegaConf.to_container(cfg, resolve=True)
+                    run = WandbLogger(
+                        run_dir, config, cfg.wandb, run_id=self._state.get("wandb_run_id")
+                    )
+                    self._state["wandb_run_id"] = run.run_id
+                    self._backends.append(run)
+                elif name == "tensorboard":
+                    log_dir = cfg.tensorboard.log_dir or run_dir / "tensorboard"
+                    self._backends.append(TensorBoardLogger(Path(log_dir), resume_step))
+            self._backends.insert(0, CSVLogger(run_dir / "metrics.csv", columns, resume_step))
+        except BaseException:
+            self.close()
+            raise
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        unknown = set(metrics) - set(self.columns)
-        if unknown:  # a programming error, not a user one: keep the CSV's columns fixed
-            raise KeyError(f"metrics not among the CSV columns: {sorted(unknown)}")
-        row = {"step": step, "time": round(time.time() - self._start, 3), **metrics}
-        self._csv.writerow(row)
-        self._file.flush()
-        if self._wandb is not None:
-            self._wandb.log(dict(metrics), step=step)
+        for backend in self._backends:
+            backend.log(step, metrics)
+
+    def log_video(self, step: int, key: str, path: Path) -> None:
+        """Hand a finished MP4 to the backends that show videos (W&B)."""
+        for backend in self._backends:
+            backend.log_video(step, key, path)
+
+    def state(self) -> dict[str, Any]:
+        """For the checkpoint: plain strings only (it loads with weights_only=True)."""
+        return dict(self._state)
 
     def close(self) -> None:
-        self._file.close()
-        if self._wandb is not None:
-            self._wandb.finish()
-
-
-def _truncate_csv(path: Path, last_step: int, columns: Sequence[str]) -> None:
-    """Drop rows logged after `last_step` (they are logged again by the resumed run), by
-    writing the kept rows to a temporary file and renaming it over the original."""
-    with path.open(newline="") as f:
-        rows = [
-            r
-            for r in csv.DictReader(f)
-            if (r.get("step") or "").isdigit() and int(r["step"]) <= last_step
-        ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _init_wandb(run_dir: Path, config: Mapping[str, Any], cfg: Any) -> Any:
-    try:
-        import wandb
-    except ImportError:
-        raise SACError(
-            "wandb.enabled=true but wandb is not installed: pip install 'sac[wandb]'"
-        ) from None
-    return wandb.init(
-        project=cfg.project,
-        entity=cfg.entity,
-        group=cfg.group,
-        tags=list(cfg.tags),
-        mode=cfg.mode,
-        dir=str(run_dir),
-        name=run_dir.name,
-        config=dict(config),
-    )
+        """Close every backend; one that fails to close (W&B's final sync) is reported, not
+        raised: the run's checkpoint and CSV are already safe."""
+        for backend in reversed(self._backends):
+            try:
+                backend.close()
+            except Exception as e:
+                log.warning("could not close the %s: %s", type(backend).__name__, e)
+        self._backends = []
 
 
 class Progress(logging.Filter):

@@ -29,6 +29,7 @@ SAFE_ON_RESUME = frozenset(
         "total_steps",
         "eval_every",
         "eval_episodes",
+        "eval_video",
         "checkpoint_every",
         "keep_checkpoints",
         "save_buffer",
@@ -37,7 +38,9 @@ SAFE_ON_RESUME = frozenset(
         "compile",
         "device",
         "resume",
+        "logger",
         "wandb",
+        "tensorboard",
     }
 )
 

@@ -29,8 +29,10 @@ from sac.buffer import ReplayBuffer
 from sac.checkpoint import check_spaces, load_checkpoint, save_checkpoint, step_path
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
+from sac.loggers import logger_names
 from sac.logging import Progress, RunLogger
 from sac.plots import PLOT_NAME, plot_run
+from sac.video import VideoWriter, headless_rendering
 
 log = logging.getLogger("sac")
 
@@ -87,17 +89,20 @@ def evaluate_policy(
     deterministic: bool = True,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    render_episodes: int | None = None,
 ) -> tuple[list[float], list[int]]:
     """Run whole episodes; return their returns and lengths. `on_frame(episode, frame)` gets
-    each rendered frame as it comes (so videos stream to disk instead of piling up in memory);
-    `stop` is asked between episodes and ends the evaluation early when it says so."""
+    each rendered frame as it comes (so videos stream to disk instead of piling up in memory),
+    for the first `render_episodes` episodes (None: all); `stop` is asked between episodes and
+    ends the evaluation early when it says so."""
     returns, lengths = [], []
     obs, _ = env.reset(seed=seed)
     for episode in range(episodes):
         if stop is not None and stop():
             break
         ep_return, ep_len, done = 0.0, 0, False
-        if on_frame is not None:
+        render = on_frame is not None and (render_episodes is None or episode < render_episodes)
+        if render:
             on_frame(episode, env.render())
         while not done:
             obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=agent.device)
@@ -106,7 +111,7 @@ def evaluate_policy(
             ep_return += float(reward)
             ep_len += 1
             done = terminated or truncated
-            if on_frame is not None:
+            if render:
                 on_frame(episode, env.render())
         returns.append(ep_return)
         lengths.append(ep_len)
@@ -123,6 +128,8 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, resume_from: Path | None = None) -> None:
         _check_config(cfg)
+        if cfg.eval_video:
+            headless_rendering()  # before the envs import MuJoCo
         self.cfg = cfg
         self.run_dir = run_dir
         try:
@@ -139,7 +146,9 @@ class Trainer:
         self.envs = make_vector_env(
             cfg.env.id, cfg.env.kwargs, cfg.env.num_envs, cfg.env.vectorization
         )
-        self.eval_env = make_env(cfg.env.id, cfg.env.kwargs)
+        self.eval_env = make_env(
+            cfg.env.id, cfg.env.kwargs, render_mode="rgb_array" if cfg.eval_video else None
+        )
         self.obs_dim, self.act_dim = space_dims(self.envs)
         self.agent = SAC(
             self.obs_dim, self.act_dim, agent_config(cfg), self.device, compile=cfg.compile
@@ -155,26 +164,31 @@ class Trainer:
         self.last_eval: tuple[int, float] | None = None
         self.last_checkpoint: Path | None = None
         self.stop_signal: int | None = None
-        if resume_from is not None:
-            try:
-                self.restore(resume_from)
-            except BaseException:
-                self.envs.close()
-                self.eval_env.close()
-                raise
+        logger_state: dict[str, Any] = {}  # what the checkpoint kept of the loggers
+        try:
+            if cfg.eval_video:
+                self._check_rendering()
+            if resume_from is not None:
+                logger_state = self.restore(resume_from)
+            # Before anything is written to the run directory: a logger that cannot start
+            # (W&B without a login) stops the run with the directory as it was.
+            self.logger = RunLogger(
+                run_dir,
+                CSV_COLUMNS,
+                cfg,
+                resume_step=self.step if resume_from is not None else None,
+                state=logger_state,
+            )
+        except BaseException:
+            self.envs.close()
+            self.eval_env.close()
+            raise
         # The config this process trains with (on resume: the stored one plus safe changes),
         # which .hydra/config.yaml, the command line's composition, need not be.
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         # A resumed run reseeds its envs by step, so resuming twice from one checkpoint replays
         # the same episodes.
         self.runner = EnvRunner(self.envs, cfg.seed + self.step)
-        self.logger = RunLogger(
-            run_dir,
-            CSV_COLUMNS,
-            OmegaConf.to_container(cfg, resolve=True),
-            cfg.wandb,
-            resume_step=self.step if resume_from is not None else None,
-        )
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
@@ -278,14 +292,22 @@ class Trainer:
         return summary
 
     def evaluate(self) -> float | None:
-        """Deterministic evaluation on the separate eval env; None if a stop signal cut it."""
-        returns, lengths = evaluate_policy(
-            self.agent,
-            self.eval_env,
-            self.cfg.eval_episodes,
-            seed=self.cfg.seed + 10_000,
-            stop=lambda: self.stop_signal is not None,
-        )
+        """Deterministic evaluation on the separate eval env; None if a stop signal cut it.
+        With eval_video, its first episode is recorded to videos/eval_step<N>.mp4."""
+        video = self._video_recorder() if self.cfg.eval_video else None
+        try:
+            returns, lengths = evaluate_policy(
+                self.agent,
+                self.eval_env,
+                self.cfg.eval_episodes,
+                seed=self.cfg.seed + 10_000,
+                stop=lambda: self.stop_signal is not None,
+                on_frame=video.add if video else None,
+                render_episodes=1,
+            )
+        finally:
+            if video:
+                video.close()
         if len(returns) < self.cfg.eval_episodes:
             return None
         mean = float(np.mean(returns))
@@ -298,6 +320,8 @@ class Trainer:
                 "eval/length_mean": float(np.mean(lengths)),
             },
         )
+        if video and video.path is not None:
+            self.logger.log_video(self.step, "eval/video", video.path)
         log.info(
             "eval @%d: return %.1f +- %.1f over %d episodes",
             self.step,
@@ -327,13 +351,15 @@ class Trainer:
             "spaces": {"obs_dim": self.obs_dim, "act_dim": self.act_dim},
             "agent": self.agent.state_dict(),
             "rng": rng,
+            "loggers": self.logger.state(),  # the W&B run id, so a resume continues that run
         }
         if self.cfg.save_buffer:
             state["buffer"] = self.buffer.state_dict()
         return state
 
-    def restore(self, path: Path) -> None:
-        """Continue from a checkpoint written by `state()`."""
+    def restore(self, path: Path) -> dict[str, Any]:
+        """Continue from a checkpoint written by `state()`; returns what it kept of the
+        loggers (the W&B run id), for the RunLogger."""
         state = load_checkpoint(path, map_location=self.device, mmap=False)
         check_spaces(state, self.obs_dim, self.act_dim, self.cfg.env.id)
         self.agent.load_state_dict(state["agent"])
@@ -361,6 +387,7 @@ class Trainer:
             self.step,
             len(self.buffer),
         )
+        return dict(state.get("loggers", {}))  # checkpoints before the loggers facade: none
 
     def save(self, final: bool = False) -> Path | None:
         """Write a checkpoint. A failed periodic save is reported and training goes on (the
@@ -406,6 +433,24 @@ class Trainer:
             if path is not None:
                 log.info("plot: %s", path)
 
+    def _check_rendering(self) -> None:
+        """eval_video=true: render one frame now, so a machine that cannot render fails at the
+        start with a hint, not at the first evaluation."""
+        try:
+            self.eval_env.reset(seed=self.cfg.seed + 10_000)  # evaluations reseed it anyway
+            self.eval_env.render()
+        except Exception as e:
+            detail = " ".join(str(e).split())[:200]
+            raise SACError(
+                f"eval_video=true but {self.cfg.env.id} cannot render ({type(e).__name__}: "
+                f"{detail}); MuJoCo needs MUJOCO_GL=egl and the EGL libraries (apt-get install "
+                "libegl1 libgl1), or set eval_video=false"
+            ) from None
+
+    def _video_recorder(self) -> _EvalVideo:
+        fps = int(self.eval_env.metadata.get("render_fps") or 30)
+        return _EvalVideo(self.run_dir / "videos" / f"eval_step{self.step}.mp4", fps)
+
     def close(self) -> None:
         self.runner.close()
         self.eval_env.close()
@@ -441,6 +486,37 @@ class Trainer:
         self.stop_signal = signum
         name = signal.Signals(signum).name
         os.write(2, f"\nsac-train: {name} received, saving a checkpoint ...\n".encode())
+
+
+class _EvalVideo:
+    """One evaluation episode to an MP4. A video that cannot be written (disk full) is reported
+    once and dropped: it must not stop the training run."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path: Path | None = path
+        self._writer = VideoWriter(path.parent, fps, name=lambda _: path.name)
+
+    def add(self, episode: int, frame: np.ndarray) -> None:
+        if self.path is None:
+            return
+        try:
+            if episode == 0:
+                self.path.parent.mkdir(exist_ok=True)
+            self._writer.add(episode, frame)
+        except OSError as e:
+            log.error(
+                "could not write the evaluation video %s (%s); training goes on", self.path, e
+            )
+            self.path = None
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except OSError as e:
+            if self.path is not None:
+                log.error("could not write the evaluation video %s (%s)", self.path, e)
+            self.path = None
 
 
 def _crossed(prev: int, now: int, every: int) -> bool:
@@ -514,3 +590,4 @@ def _check_config(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise SACError(message)
+    logger_names(cfg.logger, cfg.wandb.enabled)  # an unknown name: one line naming the choices

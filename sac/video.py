@@ -1,0 +1,49 @@
+"""Videos of rendered episodes: MP4 files written frame by frame (`sac-eval video=true` and the
+trainer's `eval_video=true`), and the environment headless rendering needs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def headless_rendering() -> None:
+    """Render without a screen. Must run before MuJoCo is imported: it picks its OpenGL backend
+    at import, and EGL renders off-screen. A user's own MUJOCO_GL (e.g. glfw on a desktop) wins.
+    Classic-control envs render through pygame, which needs no display for rgb_array frames."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def episode_name(episode: int) -> str:
+    return f"episode_{episode:03d}.mp4"
+
+
+class VideoWriter:
+    """One MP4 per episode, named `name(episode)` in `out_dir`, written frame by frame as the
+    episode runs (frames never pile up in memory)."""
+
+    def __init__(self, out_dir: Path, fps: int, name: Callable[[int], str] = episode_name) -> None:
+        self.out_dir, self.fps, self.name = out_dir, fps, name
+        self.paths: list[Path] = []
+        self._episode, self._writer = -1, None
+
+    def add(self, episode: int, frame: Any) -> None:
+        import imageio.v2 as imageio
+
+        if episode != self._episode:
+            self.close()
+            self._episode = episode
+            self.paths.append(self.out_dir / self.name(episode))
+            # macro_block_size=1 keeps the frame size as rendered (no resize warnings).
+            self._writer = imageio.get_writer(
+                self.paths[-1], fps=self.fps, codec="libx264", macro_block_size=1
+            )
+        self._writer.append_data(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
