@@ -184,7 +184,43 @@ def _main(cfg: DictConfig) -> None:
         sys.exit(128 + int(getattr(__import__("signal"), summary["interrupted_by"])))
 
 
+# hydra/launcher choices (conf/hydra/launcher/ and the plugins' own) -> the plugin's package
+# under hydra_plugins, its distribution, and the extra of sac that installs it.
+LAUNCHER_PLUGINS = {
+    "slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "submitit_slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "submitit_local": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "local_parallel": ("hydra_joblib_launcher", "hydra-joblib-launcher", "joblib"),
+    "joblib": ("hydra_joblib_launcher", "hydra-joblib-launcher", "joblib"),
+    "ray_cluster": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+    "ray": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+}
+
+
+def missing_launcher_plugin(args: list[str]) -> str | None:
+    """The error for a `hydra/launcher=NAME` override whose plugin is not installed, or None.
+
+    Hydra would only say that it "Could not load 'hydra/launcher/submitit_slurm'"."""
+    import importlib.util
+
+    for arg in args:
+        key, _, name = arg.lstrip("+~").partition("=")
+        if key != "hydra/launcher" or name not in LAUNCHER_PLUGINS:
+            continue
+        module, dist, extra = LAUNCHER_PLUGINS[name]
+        if importlib.util.find_spec(f"hydra_plugins.{module}") is None:
+            return (
+                f"hydra/launcher={name} needs the {dist} plugin; install it with "
+                f"pip install 'sac[{extra}]'"
+            )
+    return None
+
+
 def main() -> None:
+    error = missing_launcher_plugin(sys.argv[1:])
+    if error:
+        print(f"sac-train: error: {error}", file=sys.stderr)
+        sys.exit(1)
     _main()
 
 
