@@ -431,6 +431,7 @@ class Trainer:
         SIGINT exits at once (checkpoints are written atomically, so the last one stays intact).
         """
         self._old_handlers: dict[int, Any] = {}
+        self._usr2_received = False
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in STOP_SIGNALS:
@@ -447,16 +448,18 @@ class Trainer:
             os.write(2, b"\nsac-train: second interrupt, exiting now without a checkpoint\n")
             os._exit(130)
         self.stop_signal = signum
+        # SLURM may send SIGTERM too (a preemption): SIGUSR2 is handed on whichever came last.
+        self._usr2_received = self._usr2_received or signum == SIGUSR2
         name = signal.Signals(signum).name
         os.write(2, f"\nsac-train: {name} received, saving a checkpoint ...\n".encode())
 
     def _hand_on_signal(self) -> None:
-        """After a SIGUSR2 stop (checkpoint written, files closed), call the SIGUSR2 handler
-        that was installed before ours: under submitit (SLURM, or its local executor) that one
-        requeues the job and exits, and the requeued job resumes from the checkpoint. Without
-        one (SIG_DFL), train() returns and sac-train exits 140 as after SIGTERM."""
+        """After a stop that SIGUSR2 took part in (checkpoint written, files closed), call the
+        SIGUSR2 handler that was installed before ours: under submitit (SLURM, or its local
+        executor) that one requeues the job and exits, and the requeued job resumes from the
+        checkpoint. Without one (SIG_DFL), train() returns and sac-train exits 128 + the signal."""
         previous = self._old_handlers.get(SIGUSR2)
-        if self.stop_signal != SIGUSR2 or not callable(previous):
+        if not self._usr2_received or not callable(previous):
             return
         name = getattr(previous, "__qualname__", repr(previous))
         log.info("handing SIGUSR2 on to the handler installed before sac-train's: %s", name)

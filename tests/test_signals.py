@@ -93,10 +93,10 @@ ONE_THREAD = ["torch_threads=1"]
 
 
 def _signal_self_at_step(
-    run_dir: Path, step: int, sig: int, sent_at: list[int] | None = None
+    run_dir: Path, step: int, sigs: tuple[int, ...], sent_at: list[int] | None = None
 ) -> threading.Thread:
-    """A thread that sends `sig` to this process once metrics.csv reaches `step` (appending
-    the last logged step to `sent_at`); Python runs the handler in the main thread, in train()."""
+    """A thread that sends `sigs` to this process once metrics.csv reaches `step` (appending
+    the last logged step to `sent_at`); Python runs the handlers in the main thread, in train()."""
 
     def send() -> None:
         deadline = time.time() + 60
@@ -104,7 +104,8 @@ def _signal_self_at_step(
         while time.time() < deadline:
             steps = [int(r["step"]) for r in csv.DictReader(path.open())] if path.exists() else []
             if steps and max(steps) >= step:
-                os.kill(os.getpid(), sig)
+                for sig in sigs:
+                    os.kill(os.getpid(), sig)
                 if sent_at is not None:
                     sent_at.append(max(steps))
                 return
@@ -116,7 +117,11 @@ def _signal_self_at_step(
 
 
 @pytest.mark.skipif(not HAS_USR2, reason="no SIGUSR2 on this platform")
-def test_sigusr2_checkpoints_then_hands_on_to_the_handler_installed_before(tmp_path, make_cfg):
+@pytest.mark.parametrize("also_sigterm", [False, True], ids=["SIGUSR2", "SIGUSR2+SIGTERM"])
+def test_sigusr2_checkpoints_then_hands_on_to_the_handler_installed_before(
+    tmp_path, make_cfg, also_sigterm
+):
+    """A SLURM preemption may bring SIGTERM with SIGUSR2: submitit's handler still gets its call."""
     from sac.train import train
 
     run = tmp_path / "run"
@@ -129,7 +134,8 @@ def test_sigusr2_checkpoints_then_hands_on_to_the_handler_installed_before(tmp_p
 
     old = signal.signal(signal.SIGUSR2, previous)
     try:
-        sender = _signal_self_at_step(run, 400, signal.SIGUSR2)
+        sigs = (signal.SIGUSR2, signal.SIGTERM) if also_sigterm else (signal.SIGUSR2,)
+        sender = _signal_self_at_step(run, 400, sigs)
         with pytest.raises(SystemExit):
             train(make_cfg(*FAST, *ONE_THREAD, "total_steps=100000", "checkpoint_every=0"), run)
         sender.join()
@@ -149,7 +155,7 @@ def test_an_ignored_sigusr2_stays_ignored(tmp_path, make_cfg):
     old = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         sent_at: list[int] = []
-        sender = _signal_self_at_step(run, 400, signal.SIGUSR2, sent_at)
+        sender = _signal_self_at_step(run, 400, (signal.SIGUSR2,), sent_at)
         summary = train(make_cfg(*FAST, *ONE_THREAD, "total_steps=1000"), run)
         sender.join()
         assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
