@@ -13,7 +13,9 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sac.config import TrainConfig, config_dir, register_configs
@@ -172,12 +174,22 @@ def _require_writable_dir(path: Path, key: str) -> None:
         sys.exit(1)
 
 
+class JobError(CompactHydraException):
+    """Bad input in a job that a launcher runs away from the sweep's process (submitit, joblib,
+    Ray). Hydra hands it back to the sweep, which prints the overrides of the job and this one
+    line and exits 1; sys.exit in the job would reach the sweep as a traceback, or not at all."""
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
         summary = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except SACError as e:
+        if hydra_cfg.mode == RunMode.MULTIRUN and not hydra_cfg.launcher._target_.endswith(
+            ".BasicLauncher"
+        ):
+            raise JobError(f"sac-train: error: {e}") from None
         print(f"sac-train: error: {e}", file=sys.stderr)
         sys.exit(1)
     if summary["interrupted_by"]:

@@ -1,7 +1,8 @@
 """Sweeps through Hydra's launcher plugins, for real: the presets of conf/hydra/launcher/ compose
 (and the SLURM one becomes the sbatch flags it promises), a 2-run sweep trains both runs through
-submitit's local executor and through joblib, and a submitit job that gets SIGUSR2 checkpoints,
-is requeued by submitit and resumes from its checkpoint in the same run directory.
+submitit's local executor and through joblib, bad input in a job comes back as one line, and a
+submitit job that gets SIGUSR2 checkpoints, is requeued by submitit and resumes from its
+checkpoint in the same run directory.
 
 Each test skips when its plugin is not installed (pip install 'sac[slurm]' / 'sac[joblib]')."""
 
@@ -160,6 +161,17 @@ def test_two_run_sweep_trains_both_runs(tmp_path, launcher):
         assert len(jobs) == 2
         for job in jobs:
             assert "Job completed successfully" in _submitit_log(job)
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_job_reaches_the_sweep_as_one_line(tmp_path):
+    _plugin("submitit_local")
+    args = ["-m", "hydra/launcher=submitit_local", "seed=0,1", "agent.batch_size=0", "device=cpu"]
+    proc = run_cli(["sac-train", *args], tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "UncompletedJobError" not in proc.stderr
+    assert "Error executing job with overrides: ['seed=0', 'agent.batch_size=0'" in proc.stderr
+    assert "\nsac-train: error: agent.batch_size must be > 0\n" in proc.stderr
 
 
 def _submitit_log(job_dir: Path) -> str:
