@@ -177,13 +177,16 @@ def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path
         "checkpoint_every=100",
         "hydra.run.dir=run",
     )
-    _wait_for_step(tmp_path / "run", 300, proc)
-    third = tmp_path / "run" / "checkpoints" / "step_0000000300.pt"
-    while not third.exists():  # the checkpoint of step 300 follows its metrics row
-        assert proc.poll() is None
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    # Wait for the log line of step 300's checkpoint, not just its file: a Ctrl-C that lands
+    # in save() after the rename ends the loop at once (no step left to finish), and a second
+    # one could then arrive after the handlers are restored. After the line, step 301 runs
+    # (the first with updates, hundreds of ms), and the first Ctrl-C lands in it.
     seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "checkpoint:" in line and "step_0000000300.pt" in line:
+            break
+    proc.send_signal(signal.SIGINT)
     for line in proc.stdout:  # wait until the first one has been taken
         seen.append(line)
         if "SIGINT received" in line:
