@@ -82,10 +82,12 @@ def make_vector_env(
 
 def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None) -> gym.Env:
     """make_env inside an AsyncVectorEnv worker process. Ctrl-C and SIGTERM reach the whole
-    process group; the workers ignore them so that the trainer can finish its step, checkpoint
-    and close the envs itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    process group (SLURM's SIGUSR2 every process of the job step); the workers ignore them so
+    that the trainer can finish its step, checkpoint and close the envs itself. A forked worker
+    would otherwise also run the parent's Python handlers (submitit's would requeue the job)."""
+    for sig in ("SIGINT", "SIGTERM", "SIGUSR2"):
+        if hasattr(signal, sig):  # no SIGUSR2 on Windows
+            signal.signal(getattr(signal, sig), signal.SIG_IGN)
     return make_env(env_id, kwargs)
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sac.config import TrainConfig, config_dir, register_configs
@@ -176,19 +178,65 @@ def _require_writable_dir(path: Path, key: str) -> None:
         sys.exit(1)
 
 
+class JobError(CompactHydraException):
+    """Bad input in a job that a launcher runs away from the sweep's process (submitit, joblib,
+    Ray). Hydra hands it back to the sweep, which prints the overrides of the job and this one
+    line and exits 1; sys.exit in the job would reach the sweep as a traceback, or not at all."""
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
         summary = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except SACError as e:
+        if hydra_cfg.mode == RunMode.MULTIRUN and not hydra_cfg.launcher._target_.endswith(
+            ".BasicLauncher"
+        ):
+            raise JobError(f"sac-train: error: {e}") from None
         print(f"sac-train: error: {e}", file=sys.stderr)
         sys.exit(1)
     if summary["interrupted_by"]:
         sys.exit(128 + int(getattr(__import__("signal"), summary["interrupted_by"])))
 
 
+# hydra/launcher choices (conf/hydra/launcher/ and the plugins' own) -> the plugin's package
+# under hydra_plugins, its distribution, and the extra of sac that installs it.
+LAUNCHER_PLUGINS = {
+    "slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "submitit_slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "submitit_local": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "local_parallel": ("hydra_joblib_launcher", "hydra-joblib-launcher", "joblib"),
+    "joblib": ("hydra_joblib_launcher", "hydra-joblib-launcher", "joblib"),
+    "ray_cluster": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+    "ray": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+}
+
+
+def missing_launcher_plugin(args: list[str]) -> str | None:
+    """The error for a `hydra/launcher=NAME` override whose plugin is not installed, or None.
+
+    Hydra would only say that it "Could not load 'hydra/launcher/submitit_slurm'"."""
+    import importlib.util
+
+    for arg in args:
+        key, _, name = arg.lstrip("+~").partition("=")
+        if key != "hydra/launcher" or name not in LAUNCHER_PLUGINS:
+            continue
+        module, dist, extra = LAUNCHER_PLUGINS[name]
+        if importlib.util.find_spec(f"hydra_plugins.{module}") is None:
+            return (
+                f"hydra/launcher={name} needs the {dist} plugin; install it with "
+                f"pip install 'sac[{extra}]'"
+            )
+    return None
+
+
 def main() -> None:
+    error = missing_launcher_plugin(sys.argv[1:])
+    if error:
+        print(f"sac-train: error: {error}", file=sys.stderr)
+        sys.exit(1)
     _main()
 
 

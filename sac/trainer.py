@@ -36,6 +36,12 @@ from sac.video import VideoWriter, headless_rendering
 
 log = logging.getLogger("sac")
 
+# Signals that stop a run gracefully: finish the step, checkpoint, close, return. SIGUSR2 is the
+# one SLURM sends through submitit (--signal=USR2@signal_delay_s) before the time limit, and on
+# preemption where the cluster sets preempt_send_user_signal; it does not exist on Windows.
+SIGUSR2: int | None = getattr(signal, "SIGUSR2", None)
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, SIGUSR2) if s is not None)
+
 # The metrics CSV's columns (after step and time): per finished episode, per evaluation, and
 # per log interval (the agent's update metrics averaged over it, and throughput).
 CSV_COLUMNS = (
@@ -192,7 +198,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
-        """Run to total_steps (or until SIGINT/SIGTERM); returns a summary."""
+        """Run to total_steps (or until SIGINT/SIGTERM/SIGUSR2); returns a summary."""
         cfg = self.cfg
         n_envs = cfg.env.num_envs
         warmup = cfg.agent.warmup_steps
@@ -287,6 +293,7 @@ class Trainer:
                 self.last_checkpoint,
                 self.run_dir,
             )
+            self._hand_on_signal()
         else:
             log.info("done: %s", summary)
         return summary
@@ -467,12 +474,16 @@ class Trainer:
                 )
 
     def _install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM finish the current step, checkpoint and return; a second SIGINT
-        exits at once (checkpoints are written atomically, so the last one stays intact)."""
+        """SIGINT/SIGTERM/SIGUSR2 finish the current step, checkpoint and return; a second
+        SIGINT exits at once (checkpoints are written atomically, so the last one stays intact).
+        """
         self._old_handlers: dict[int, Any] = {}
+        self._usr2_received = False
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
+            if sig == SIGUSR2 and signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # someone chose to ignore it; a stray SIGUSR2 must not stop the run
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
 
     def _restore_signal_handlers(self) -> None:
@@ -484,8 +495,22 @@ class Trainer:
             os.write(2, b"\nsac-train: second interrupt, exiting now without a checkpoint\n")
             os._exit(130)
         self.stop_signal = signum
+        # SLURM may send SIGTERM too (a preemption): SIGUSR2 is handed on whichever came last.
+        self._usr2_received = self._usr2_received or signum == SIGUSR2
         name = signal.Signals(signum).name
         os.write(2, f"\nsac-train: {name} received, saving a checkpoint ...\n".encode())
+
+    def _hand_on_signal(self) -> None:
+        """After a stop that SIGUSR2 took part in (checkpoint written, files closed), call the
+        SIGUSR2 handler that was installed before ours: under submitit (SLURM, or its local
+        executor) that one requeues the job and exits, and the requeued job resumes from the
+        checkpoint. Without one (SIG_DFL), train() returns and sac-train exits 128 + the signal."""
+        previous = self._old_handlers.get(SIGUSR2)
+        if not self._usr2_received or not callable(previous):
+            return
+        name = getattr(previous, "__qualname__", repr(previous))
+        log.info("handing SIGUSR2 on to the handler installed before sac-train's: %s", name)
+        previous(SIGUSR2, None)
 
 
 class _EvalVideo:

@@ -1,5 +1,6 @@
-"""Real processes, real signals: SIGTERM/SIGINT checkpoint and exit; SIGKILL at random moments
-always leaves a run that resumes."""
+"""Real processes, real signals: SIGTERM/SIGINT/SIGUSR2 checkpoint and exit (SIGUSR2 then goes
+on to the handler installed before, submitit's); SIGKILL at random moments always leaves a run
+that resumes."""
 
 import csv
 import os
@@ -7,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,7 +57,12 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: fl
     raise AssertionError(f"no step {step} within {timeout}s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+# SIGUSR2 (SLURM's warning before the time limit) without a handler of its own acts as SIGTERM.
+HAS_USR2 = hasattr(signal, "SIGUSR2")
+STOP_SIGNALS = [signal.SIGTERM, signal.SIGINT, *([signal.SIGUSR2] if HAS_USR2 else [])]
+
+
+@pytest.mark.parametrize("sig", STOP_SIGNALS, ids=lambda s: s.name)
 def test_signal_checkpoints_and_the_resumed_run_continues(tmp_path, sig):
     proc = _start(tmp_path, *FAST, "total_steps=3000", "checkpoint_every=0", "hydra.run.dir=run")
     run = tmp_path / "run"
@@ -81,6 +88,83 @@ def test_signal_checkpoints_and_the_resumed_run_continues(tmp_path, sig):
     assert episodes == sorted(set(episodes))  # none logged twice
 
 
+# In-process runs share pytest's process: one torch thread keeps them quick on a busy machine.
+ONE_THREAD = ["torch_threads=1"]
+
+
+def _signal_self_at_step(
+    run_dir: Path, step: int, sigs: tuple[int, ...], sent_at: list[int] | None = None
+) -> threading.Thread:
+    """A thread that sends `sigs` to this process once metrics.csv reaches `step` (appending
+    the last logged step to `sent_at`); Python runs the handlers in the main thread, in train()."""
+
+    def send() -> None:
+        deadline = time.time() + 60
+        path = run_dir / "metrics.csv"
+        while time.time() < deadline:
+            steps = [int(r["step"]) for r in csv.DictReader(path.open())] if path.exists() else []
+            if steps and max(steps) >= step:
+                for sig in sigs:
+                    os.kill(os.getpid(), sig)
+                if sent_at is not None:
+                    sent_at.append(max(steps))
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(not HAS_USR2, reason="no SIGUSR2 on this platform")
+@pytest.mark.parametrize("also_sigterm", [False, True], ids=["SIGUSR2", "SIGUSR2+SIGTERM"])
+def test_sigusr2_checkpoints_then_hands_on_to_the_handler_installed_before(
+    tmp_path, make_cfg, also_sigterm
+):
+    """A SLURM preemption may bring SIGTERM with SIGUSR2: submitit's handler still gets its call."""
+    from sac.train import train
+
+    run = tmp_path / "run"
+    seen = []
+
+    def previous(signum, frame):
+        # What submitit's handler finds when it is called: the run stopped and checkpointed.
+        seen.append((signum, load_checkpoint(run)["counters"]["env_steps"]))
+        raise SystemExit(-1)  # submitit requeues the job, then exits like this
+
+    old = signal.signal(signal.SIGUSR2, previous)
+    try:
+        sigs = (signal.SIGUSR2, signal.SIGTERM) if also_sigterm else (signal.SIGUSR2,)
+        sender = _signal_self_at_step(run, 400, sigs)
+        with pytest.raises(SystemExit):
+            train(make_cfg(*FAST, *ONE_THREAD, "total_steps=100000", "checkpoint_every=0"), run)
+        sender.join()
+        assert signal.getsignal(signal.SIGUSR2) is previous  # ours was taken down first
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert len(seen) == 1 and seen[0][0] == signal.SIGUSR2
+    assert 400 <= seen[0][1] < 100000
+    assert load_checkpoint(run)["buffer"]["size"] == seen[0][1]  # for an exact resume
+
+
+@pytest.mark.skipif(not HAS_USR2, reason="no SIGUSR2 on this platform")
+def test_an_ignored_sigusr2_stays_ignored(tmp_path, make_cfg):
+    from sac.train import train
+
+    run = tmp_path / "run"
+    old = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        sent_at: list[int] = []
+        sender = _signal_self_at_step(run, 400, (signal.SIGUSR2,), sent_at)
+        summary = train(make_cfg(*FAST, *ONE_THREAD, "total_steps=1000"), run)
+        sender.join()
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert sent_at and sent_at[0] < 1000  # it came while the run was going
+    assert summary["interrupted_by"] is None and summary["steps"] == 1000
+
+
 def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path):
     # Big networks and 20 updates per step make each step take a few hundred ms, so the second
     # Ctrl-C surely lands while the first one is still finishing its step.
@@ -93,13 +177,16 @@ def test_second_sigint_exits_at_once_leaving_the_last_checkpoint_intact(tmp_path
         "checkpoint_every=100",
         "hydra.run.dir=run",
     )
-    _wait_for_step(tmp_path / "run", 300, proc)
-    third = tmp_path / "run" / "checkpoints" / "step_0000000300.pt"
-    while not third.exists():  # the checkpoint of step 300 follows its metrics row
-        assert proc.poll() is None
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    # Wait for the log line of step 300's checkpoint, not just its file: a Ctrl-C that lands
+    # in save() after the rename ends the loop at once (no step left to finish), and a second
+    # one could then arrive after the handlers are restored. After the line, step 301 runs
+    # (the first with updates, hundreds of ms), and the first Ctrl-C lands in it.
     seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "checkpoint:" in line and "step_0000000300.pt" in line:
+            break
+    proc.send_signal(signal.SIGINT)
     for line in proc.stdout:  # wait until the first one has been taken
         seen.append(line)
         if "SIGINT received" in line:
