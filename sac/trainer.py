@@ -170,6 +170,7 @@ class Trainer:
         self.last_eval: tuple[int, float] | None = None
         self.last_checkpoint: Path | None = None
         self.stop_signal: int | None = None
+        self._usr2_received = False  # whether SIGUSR2 took part in the stop (see _on_signal)
         logger_state: dict[str, Any] = {}  # what the checkpoint kept of the loggers
         try:
             if cfg.eval_video:
