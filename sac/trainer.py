@@ -479,7 +479,6 @@ class Trainer:
         SIGINT exits at once (checkpoints are written atomically, so the last one stays intact).
         """
         self._old_handlers: dict[int, Any] = {}
-        self._usr2_received = False
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in STOP_SIGNALS:
