@@ -16,6 +16,8 @@ same boundaries. SB3 is the optional `bench` extra: pip install -e '.[bench]'.
     python experiments/bench_speed.py                       # HalfCheetah-v5, 3 repeats
     python experiments/bench_speed.py --threads 1 --sac-variants "env.num_envs=4"
     python experiments/bench_speed.py --untimed 1000 --sac-variants "compile=true"
+    python experiments/bench_speed.py --sac-variants "matmul_precision=medium"
+    python experiments/bench_speed.py --matmul-precision medium   # both at bf16 matmuls
 
 `--untimed N` adds N learning steps between the warm-up and the window for every row (SB3
 too): with compile=true the first updates compile (tens of seconds), which is a one-off cost
@@ -102,6 +104,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
         f"seed={args.seed}",
         f"device={args.device}",
         f"torch_threads={max(args.threads, 0)}",
+        f"matmul_precision={args.matmul_precision}",
         f"total_steps={args.warmup + args.untimed + args.steps}",
         f"agent.warmup_steps={args.warmup}",
         f"agent.batch_size={BATCH_SIZE}",
@@ -155,6 +158,7 @@ def run_sb3(args: argparse.Namespace) -> Measurement:
     from stable_baselines3.common.callbacks import BaseCallback
 
     _set_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     warmup, total = args.warmup, args.warmup + args.untimed + args.steps
     timed_from = warmup + args.untimed
 
@@ -231,7 +235,7 @@ def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int)
         sys.executable, str(Path(__file__).resolve()), "--worker", impl,
         "--env", args.env, "--warmup", str(args.warmup), "--untimed", str(args.untimed),
         "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(seed),
-        "--device", args.device,
+        "--device", args.device, "--matmul-precision", args.matmul_precision,
     ]  # fmt: skip
     if overrides:
         cmd += ["--overrides", *overrides]
@@ -283,6 +287,7 @@ def _rows(args: argparse.Namespace) -> list[Row]:
     base = (
         f"{args.env}, 1 env, batch {BATCH_SIZE}, {len(HIDDEN)}x{HIDDEN[0]}, 1 update/step,"
         f" buffer {BUFFER_SIZE:_}, {args.device}"
+        + (f", matmul {args.matmul_precision}" if args.matmul_precision != "highest" else "")
     )
     rows = [Row("sac (this project)", base, "sac", [], [])]
     for variant in args.sac_variants:
@@ -364,6 +369,7 @@ def _environment(args: argparse.Namespace) -> str:
         ("stable-baselines3", _version("stable-baselines3")),
         ("CPU", f"{_cpu_model()}; os.cpu_count()={os.cpu_count()}, usable={affinity}"),
         ("torch threads (--threads)", threads),
+        ("float32 matmul precision (--matmul-precision, every row)", args.matmul_precision),
         (
             "warm-up / untimed learning / timed steps / repeats",
             f"{args.warmup} / {args.untimed} / {args.steps} / {args.repeats}",
@@ -444,6 +450,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of repeat 0 (repeat i: seed+i)")
     p.add_argument("--device", default="cpu", help="torch device for both (cpu, cuda)")
+    p.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        default="highest",
+        help="torch.set_float32_matmul_precision for every row, SB3 included (high: TF32 on"
+        " NVIDIA GPUs; medium: bfloat16 inner products where the CPU/GPU has them)",
+    )
     p.add_argument(
         "--sac-variants",
         nargs="*",

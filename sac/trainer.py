@@ -40,6 +40,7 @@ log = logging.getLogger("sac")
 # one SLURM sends through submitit (--signal=USR2@signal_delay_s) before the time limit, and on
 # preemption where the cluster sets preempt_send_user_signal; it does not exist on Windows.
 SIGUSR2: int | None = getattr(signal, "SIGUSR2", None)
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision's
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, SIGUSR2) if s is not None)
 
 # The metrics CSV's columns (after step and time): per finished episode, per evaluation, and
@@ -147,6 +148,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
+        # Process-wide in PyTorch: set for this run and put back in close().
+        self._old_matmul_precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
         seed_everything(cfg.seed)
 
         self.envs = make_vector_env(
@@ -463,6 +467,7 @@ class Trainer:
         self.runner.close()
         self.eval_env.close()
         self.logger.close()
+        torch.set_float32_matmul_precision(self._old_matmul_precision)
 
     # ----------------------------------------------------------------------------- faults
     def _check_finite(self, means: list[float], since: int) -> None:
@@ -561,6 +566,11 @@ def _check_config(cfg: DictConfig) -> None:
         (cfg.eval_episodes > 0, "eval_episodes must be > 0"),
         (cfg.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 saves only at the end)"),
         (cfg.log_every > 0, "log_every must be > 0"),
+        (
+            cfg.matmul_precision in MATMUL_PRECISIONS,
+            f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+            f"got '{cfg.matmul_precision}'",
+        ),
         (cfg.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0 keeps all)"),
         (cfg.env.num_envs >= 1, "env.num_envs must be >= 1"),
         (cfg.agent.batch_size > 0, "agent.batch_size must be > 0"),

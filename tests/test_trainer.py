@@ -111,6 +111,19 @@ def test_fractional_updates_per_step_are_counted_exactly(make_cfg, tmp_path, utd
     assert trainer.agent.num_updates == expected  # floor(200 transitions after warm-up * utd)
 
 
+def test_matmul_precision_holds_for_the_run_and_is_put_back(make_cfg, tmp_path):
+    before = torch.get_float32_matmul_precision()
+    seen = []
+    trainer = Trainer(make_cfg(*SHORT, "total_steps=300", "matmul_precision=medium"), tmp_path)
+    update = trainer.agent.update
+    trainer.agent.update = lambda batch: seen.append(torch.get_float32_matmul_precision()) or (
+        update(batch)
+    )
+    trainer.train()
+    assert seen and set(seen) == {"medium"}  # every update ran under it
+    assert torch.get_float32_matmul_precision() == before
+
+
 @pytest.mark.parametrize(
     ("override", "match"),
     [
@@ -121,6 +134,7 @@ def test_fractional_updates_per_step_are_counted_exactly(make_cfg, tmp_path, utd
         ("agent.actor_lr=-1", "lr"),
         ("agent.hidden_sizes=[]", "hidden_sizes"),
         ("env.num_envs=0", "num_envs"),
+        ("matmul_precision=low", "matmul_precision must be one of highest, high, medium"),
     ],
 )
 def test_bad_values_are_refused_before_anything_runs(make_cfg, tmp_path, override, match):
