@@ -116,8 +116,8 @@ def test_matmul_precision_holds_for_the_run_and_is_put_back(make_cfg, tmp_path):
     seen = []
     trainer = Trainer(make_cfg(*SHORT, "total_steps=300", "matmul_precision=medium"), tmp_path)
     update = trainer.agent.update
-    trainer.agent.update = lambda batch: seen.append(torch.get_float32_matmul_precision()) or (
-        update(batch)
+    trainer.agent.update = lambda batch: (
+        seen.append(torch.get_float32_matmul_precision()) or (update(batch))
     )
     trainer.train()
     assert seen and set(seen) == {"medium"}  # every update ran under it
