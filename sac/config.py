@@ -94,7 +94,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the losses (falls back to eager where it cannot)
     # float32 matmul precision (torch.set_float32_matmul_precision): highest keeps IEEE float32;
     # high allows TF32 on NVIDIA GPUs (Ampere and newer); medium also allows bfloat16 inner
-    # products, which is where CPUs with AVX512-BF16/AMX get about 2x faster matmuls.
+    # products, which CPUs with AVX512-BF16/AMX can run faster (by how much depends on the CPU).
     matmul_precision: str = "highest"
     total_steps: int = 20_000  # environment steps (transitions, summed over envs)
     eval_every: int = 2_000  # env steps between deterministic evaluations (0: only at the end)

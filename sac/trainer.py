@@ -148,9 +148,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
-        # Process-wide in PyTorch: set for this run and put back in close().
+        # Process-wide in PyTorch: set when train() starts and put back in close(), so a
+        # constructor that fails part-way leaves the caller's setting alone.
         self._old_matmul_precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(cfg.matmul_precision)
         seed_everything(cfg.seed)
 
         self.envs = make_vector_env(
@@ -226,6 +226,7 @@ class Trainer:
         sps_mark = (time.perf_counter(), self.step)
         self._install_signal_handlers()
         try:
+            torch.set_float32_matmul_precision(cfg.matmul_precision)
             while self.step < cfg.total_steps and self.stop_signal is None:
                 prev = self.step
                 if self.step < warmup:

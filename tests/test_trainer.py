@@ -124,6 +124,14 @@ def test_matmul_precision_holds_for_the_run_and_is_put_back(make_cfg, tmp_path):
     assert torch.get_float32_matmul_precision() == before
 
 
+def test_a_trainer_that_fails_to_start_leaves_matmul_precision_alone(make_cfg, tmp_path):
+    before = torch.get_float32_matmul_precision()
+    cfg = make_cfg(*SHORT, "matmul_precision=medium", "env.id=NoSuchEnv-v0")
+    with pytest.raises(SACError):
+        Trainer(cfg, tmp_path)
+    assert torch.get_float32_matmul_precision() == before
+
+
 @pytest.mark.parametrize(
     ("override", "match"),
     [
