@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_speed import cpu_model  # experiments/ is on sys.path when run as a script
 from torch.utils.flop_counter import FlopCounterMode
 
 from sac.agent import SAC
@@ -129,19 +130,9 @@ def report(args: argparse.Namespace, phases: dict[str, float], flops: int, rate:
         f"- command: `python {' '.join(sys.argv)}`",
         f"- date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
         f"- python {platform.python_version()}, torch {torch.__version__}",
-        f"- CPU: {_cpu_model()}",
+        f"- CPU: {cpu_model()}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -346,7 +346,8 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -367,7 +368,7 @@ def _environment(args: argparse.Namespace) -> str:
         ("gymnasium", _version("gymnasium")),
         ("mujoco", _version("mujoco")),
         ("stable-baselines3", _version("stable-baselines3")),
-        ("CPU", f"{_cpu_model()}; os.cpu_count()={os.cpu_count()}, usable={affinity}"),
+        ("CPU", f"{cpu_model()}; os.cpu_count()={os.cpu_count()}, usable={affinity}"),
         ("torch threads (--threads)", threads),
         ("float32 matmul precision (--matmul-precision, every row)", args.matmul_precision),
         (

@@ -15,7 +15,8 @@ from sac.config import AgentConfig
 SCRIPT = REPO / "experiments" / "bench_breakdown.py"
 
 
-def _module():
+def _module(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as when run as a script (bench_speed)
     spec = importlib.util.spec_from_file_location("bench_breakdown", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -43,7 +44,7 @@ def _update_macs(obs: int, act: int, h: int) -> int:
     return critic_update + actor_update
 
 
-def test_update_flops_count_every_matmul_of_forward_and_backward():
+def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch):
     torch.manual_seed(0)
     obs, act, h, batch = 3, 1, 32, 64
     agent = SAC(obs, act, AgentConfig(hidden_sizes=[h, h], batch_size=batch))
@@ -55,7 +56,7 @@ def test_update_flops_count_every_matmul_of_forward_and_backward():
         torch.randn(500, obs).numpy(),
         torch.zeros(500).numpy(),
     )
-    flops = _module().update_flops(agent, buffer, batch)
+    flops = _module(monkeypatch).update_flops(agent, buffer, batch)
     assert flops == 2 * batch * _update_macs(obs, act, h)
 
 
