@@ -1,8 +1,9 @@
 """Where a training step's time goes, and the fastest step the CPU's matmul rate allows.
 
-Runs this project's collection loop (the Trainer's inner loop: act, env step, buffer add,
-sample, update; no logging or evaluation) on one env and times each phase over `--steps` env
-steps after `--warmup` random-action steps. It then counts the floating-point work of one
+Runs this project's collection loop on the CPU, one env (a copy of the Trainer's inner loop
+with a timer around each phase: act, env step, buffer add, sample, update; no logging or
+evaluation), and times each phase over `--steps` env steps after `--warmup` random-action
+steps. It then counts the floating-point work of one
 gradient update with PyTorch's FlopCounterMode (every matmul of the forward and backward
 passes) and measures this machine's matmul rate at the update's widest shape, which gives a
 floor: the update cannot take less than (update FLOPs / matmul rate) at this precision.
@@ -35,6 +36,7 @@ from sac.agent import SAC
 from sac.buffer import ReplayBuffer
 from sac.config import AgentConfig
 from sac.envs import EnvRunner, make_vector_env, space_dims
+from sac.trainer import MATMUL_PRECISIONS
 
 PHASES = ("act", "env", "buffer add", "sample", "update")
 
@@ -76,7 +78,8 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
 
 
 def update_flops(agent: SAC, buffer: ReplayBuffer, batch_size: int) -> int:
-    """Floating-point operations of one update (forward and backward matmuls and the rest)."""
+    """Floating-point operations of one update's matmuls, forward and backward (FlopCounterMode
+    counts matmuls and convolutions only; the elementwise work is not in it)."""
     counter = FlopCounterMode(display=False)
     with counter:
         agent.update(buffer.sample(batch_size))
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--matmul-precision",
         default="highest",
-        choices=["highest", "high", "medium"],
+        choices=MATMUL_PRECISIONS,
         help="torch.set_float32_matmul_precision for the whole measurement",
     )
     p.add_argument("--out", type=Path, help="also write the markdown report here")

@@ -437,6 +437,8 @@ def driver_main(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from sac.trainer import MATMUL_PRECISIONS  # the one list of valid values
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="HalfCheetah-v5", help="Gymnasium env id")
     p.add_argument("--warmup", type=int, default=1000, help="random-action steps, not timed")
@@ -453,7 +455,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="torch device for both (cpu, cuda)")
     p.add_argument(
         "--matmul-precision",
-        choices=["highest", "high", "medium"],
+        choices=MATMUL_PRECISIONS,
         default="highest",
         help="torch.set_float32_matmul_precision for every row, SB3 included (high: TF32 on"
         " NVIDIA GPUs; medium: bfloat16 inner products where the CPU/GPU has them)",
