@@ -48,9 +48,14 @@ class _Compiled:
     compile it: a missing C++ compiler or an unsupported backend must not stop a run.
     Compilation happens lazily, at the first call, which is where failures surface."""
 
-    def __init__(self, fn: Callable[..., Any], on_failure: Callable[[Exception], None]) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        on_failure: Callable[[Exception], None],
+        mode: str | None = None,
+    ) -> None:
         self._eager = fn
-        self._fn: Callable[..., Any] = torch.compile(fn)
+        self._fn: Callable[..., Any] = torch.compile(fn, mode=mode)
         self._on_failure = on_failure
         self._checked = False
 
@@ -83,6 +88,7 @@ class SAC:
         cfg: AgentConfig,
         device: torch.device | str = "cpu",
         compile: bool = False,
+        cudagraphs: bool = False,
     ) -> None:
         self.obs_dim = obs_dim
         self.act_dim = act_dim
@@ -133,23 +139,29 @@ class SAC:
         # compile: the two loss computations (forward and, through AOTAutograd, backward) go
         # through torch.compile; the optimizer steps stay eager (fused Adam is one kernel
         # already) and so do the Python counters, which would otherwise recompile every call.
-        self.compiled = compile
+        # cudagraphs: the same with mode="reduce-overhead", whose CUDA graph trees replay each
+        # compiled forward and backward as one graph on CUDA (on CPU it is plain compilation).
+        self.cudagraphs = cudagraphs
+        self.compiled = compile or cudagraphs
         self._critic_loss: Callable[..., Any] = self._critic_loss_eager
         self._actor_loss: Callable[..., Any] = self._actor_loss_eager
-        if compile:
-            self._critic_loss = _Compiled(self._critic_loss_eager, self._compile_failed)
-            self._actor_loss = _Compiled(self._actor_loss_eager, self._compile_failed)
+        if self.compiled:
+            mode = "reduce-overhead" if cudagraphs else None
+            self._critic_loss = _Compiled(self._critic_loss_eager, self._compile_failed, mode)
+            self._actor_loss = _Compiled(self._actor_loss_eager, self._compile_failed, mode)
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run both losses eagerly from now on."""
         if self.compiled:
             first_line = (str(error).strip().splitlines() or [""])[0][:200]
             log.warning(
-                "compile=true: torch.compile failed here (%s: %s); continuing without compilation",
+                "%s: torch.compile failed here (%s: %s); continuing without compilation",
+                "cudagraphs=true" if self.cudagraphs else "compile=true",
                 type(error).__name__,
                 first_line,
             )
         self.compiled = False
+        self.cudagraphs = False
         self._critic_loss = self._critic_loss_eager
         self._actor_loss = self._actor_loss_eager
 
@@ -170,12 +182,18 @@ class SAC:
         left to the caller, so the update itself never waits for the device.
         """
         cfg = self.cfg
+        if self.cudagraphs:
+            # One update is one iteration of the CUDA graph trees: outputs of the previous
+            # update's graphs may be overwritten from here on.
+            torch.compiler.cudagraph_mark_step_begin()
         alpha = self.log_alpha.detach().exp()
 
         critic_loss, q_mean, target_q_mean = self._critic_loss(batch, alpha)
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
+        # Copied out now: with cudagraphs the actor's graph may reuse these outputs' memory.
+        critic_metrics = torch.stack([critic_loss.detach(), q_mean, target_q_mean])
 
         self.num_updates += 1
         if self.num_updates % cfg.actor_update_interval == 0:
@@ -183,18 +201,9 @@ class SAC:
         if self.critic_target is not None and self.num_updates % cfg.target_update_interval == 0:
             self.polyak_update()
 
+        loss, q, target_q = critic_metrics
         actor_loss, alpha_loss, entropy = self._actor_metrics
-        return torch.stack(
-            [
-                critic_loss.detach(),
-                actor_loss,
-                alpha_loss,
-                alpha,
-                entropy,
-                q_mean,
-                target_q_mean,
-            ]
-        )
+        return torch.stack([loss, actor_loss, alpha_loss, alpha, entropy, q, target_q])
 
     def _critic_loss_eager(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The critic loss (sum over critics of the MSE to y), mean Q and mean y."""

@@ -92,6 +92,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: PyTorch's default
     compile: bool = False  # torch.compile the losses (falls back to eager where it cannot)
+    # CUDA only: compile the losses with mode="reduce-overhead", so each compiled forward and
+    # backward replays as one CUDA graph (implies compile)
+    cudagraphs: bool = False
     # float32 matmul precision (torch.set_float32_matmul_precision): highest keeps IEEE float32;
     # high allows TF32 on NVIDIA GPUs (Ampere and newer); medium also allows bfloat16 inner
     # products, which CPUs with AVX512-BF16/AMX can run faster (by how much depends on the CPU).

@@ -38,6 +38,7 @@ SAFE_ON_RESUME = frozenset(
         "log_every",
         "torch_threads",
         "compile",
+        "cudagraphs",
         "matmul_precision",
         "device",
         "resume",

@@ -146,6 +146,11 @@ class Trainer:
         if not os.access(run_dir, os.W_OK):
             raise SACError(f"run directory {run_dir} is not writable; set hydra.run.dir=...")
         self.device = resolve_device(cfg.device)
+        if cfg.cudagraphs and self.device.type != "cuda":
+            raise SACError(
+                f"cudagraphs=true needs a CUDA device, and this run is on {self.device.type}; "
+                "use device=cuda, or compile=true without CUDA graphs"
+            )
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         # Process-wide in PyTorch: set when train() starts and put back in close(), so a
@@ -161,7 +166,12 @@ class Trainer:
         )
         self.obs_dim, self.act_dim = space_dims(self.envs)
         self.agent = SAC(
-            self.obs_dim, self.act_dim, agent_config(cfg), self.device, compile=cfg.compile
+            self.obs_dim,
+            self.act_dim,
+            agent_config(cfg),
+            self.device,
+            compile=cfg.compile,
+            cudagraphs=cfg.cudagraphs,
         )
         self.buffer = ReplayBuffer(
             cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed=cfg.seed

@@ -166,10 +166,14 @@ def test_act_builds_no_graph_and_stays_in_bounds():
     assert not a.requires_grad and a.abs().max() <= 1
 
 
-def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplog):
+@pytest.mark.parametrize("flag", ["compile", "cudagraphs"])
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplog, flag):
     """A platform that cannot compile (no C++ compiler, unsupported backend) keeps training."""
+    modes = []
 
-    def broken_compile(fn):
+    def broken_compile(fn, mode=None):
+        modes.append(mode)
+
         def compiled(*args):
             raise RuntimeError("no working C++ compiler found\nlong details")
 
@@ -177,12 +181,15 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     torch.manual_seed(0)
-    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), compile=True)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), **{flag: True})
+    # CUDA graphs come from compiling in mode reduce-overhead (Inductor's CUDA graph trees).
+    assert modes == [None, None] if flag == "compile" else ["reduce-overhead"] * 2
     batch = make_batch(32)
     with caplog.at_level("WARNING", logger="sac"):
         first = agent.update(batch)
         agent.update(batch)
-    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if f"{flag}=true" in r.getMessage()]
     assert len(warnings) == 1 and "no working C++ compiler found" in warnings[0]
     assert "long details" not in warnings[0]  # one line
     assert torch.isfinite(first).all() and agent.num_updates == 2
+    assert not agent.compiled and not agent.cudagraphs

@@ -143,6 +143,7 @@ def test_a_trainer_that_fails_to_start_leaves_matmul_precision_alone(make_cfg, t
         ("agent.hidden_sizes=[]", "hidden_sizes"),
         ("env.num_envs=0", "num_envs"),
         ("matmul_precision=low", "matmul_precision must be one of highest, high, medium"),
+        ("cudagraphs=true", "cudagraphs=true needs a CUDA device, and this run is on cpu"),
     ],
 )
 def test_bad_values_are_refused_before_anything_runs(make_cfg, tmp_path, override, match):
@@ -174,3 +175,14 @@ def test_a_failed_plot_does_not_fail_the_run(make_cfg, tmp_path, monkeypatch, ca
     summary = Trainer(make_cfg(*SHORT, "total_steps=300", "checkpoint_every=0"), tmp_path).train()
     assert summary["steps"] == 300 and (tmp_path / "checkpoints" / "last.pt").is_file()
     assert "could not draw returns.png: no fonts" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cudagraphs_run_on_cuda_trains_and_logs_finite_losses(make_cfg, tmp_path):
+    trainer = Trainer(make_cfg(*SHORT, "device=cuda", "cudagraphs=true"), tmp_path)
+    summary = trainer.train()
+    assert summary["steps"] == 600 and trainer.agent.cudagraphs  # no fallback to eager
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    losses = [float(r["losses/critic"]) for r in rows if r["losses/critic"]]
+    assert len(losses) == 4 and all(np.isfinite(losses))
