@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# This project's GPU checks in one script, for a CUDA machine: the tests that need a GPU, then
+# the speed benchmark on the GPU. Run from the repository root:
+#
+#     bash experiments/gpu_check.sh OUT_DIR [tests|speed|envs|all]       # default: all
+#
+# tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
+#        cudagraphs=true training run, the replay buffer and the policy export on CUDA
+# speed  HalfCheetah-v5, one env, batch 256, one update per step: SB3 and this project eager,
+#        compile=true and cudagraphs=true, 2 repeats (results in OUT_DIR/speed_cuda.md)
+# envs   16 envs (one update per transition, and one per vector step with batch 2048), and a
+#        batch of 1024 (OUT_DIR/speed_cuda_envs.md)
+#
+# Each stage fits in about 5 minutes on an H100/H200, so a machine lent for a short time can
+# run them as separate calls. Outputs (logs, markdown tables, nvidia-smi) go to OUT_DIR.
+#
+# A machine without internet whose image has PyTorch (CUDA), NumPy and pytest but not this
+# project's other packages: fetch them elsewhere with experiments/gpu_wheels.sh into .whl/ of
+# the repository, carry it over, and this script installs them into /tmp/site and uses them.
+set -uo pipefail
+out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [tests|speed|envs|all]}
+stage=${2:-all}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+cd "$repo" || exit 1
+export PYTHONUNBUFFERED=1 MUJOCO_GL=egl PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+python3 - <<'EOF' 2>&1 | tee "$out/versions.txt" || exit 1
+import gymnasium, mujoco, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "gymnasium", gymnasium.__version__,
+      "mujoco", mujoco.__version__)
+print("GPU:", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+EOF
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi: not available" >"$out/nvidia-smi.txt"
+status=0
+
+if [[ $stage == tests || $stage == all ]]; then
+    python3 -m pytest -q -rs -p no:cacheprovider -k "cuda or gpu" \
+        tests/test_compiled_update.py tests/test_trainer.py tests/test_buffer.py \
+        tests/test_export.py 2>&1 | tee "$out/tests.log" || status=1
+fi
+if [[ $stage == speed || $stage == all ]]; then
+    python3 experiments/bench_speed.py --device cuda --repeats 2 --untimed 1000 \
+        --sac-variants "compile=true" "cudagraphs=true" \
+        --out "$out/speed_cuda.md" 2>&1 | tee "$out/speed.log" || status=1
+fi
+if [[ $stage == envs || $stage == all ]]; then
+    python3 experiments/bench_speed.py --device cuda --repeats 2 --untimed 2000 --no-sb3 \
+        --sac-variants "cudagraphs=true env.num_envs=16" \
+        "cudagraphs=true env.num_envs=16 agent.batch_size=2048 agent.updates_per_step=0.0625" \
+        "cudagraphs=true agent.batch_size=1024" \
+        --out "$out/speed_cuda_envs.md" 2>&1 | tee "$out/envs.log" || status=1
+fi
+exit $status
