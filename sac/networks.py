@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 _LOG2 = math.log(2.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def mlp(
@@ -23,7 +24,8 @@ def mlp(
     for h in [*hidden_sizes, out_dim]:
         if batch_norm:
             layers.append(BatchRenorm(last))
-        layers += [nn.Linear(last, h), nn.ReLU()]
+        # In place: nothing before a ReLU needs its own output for the backward pass.
+        layers += [nn.Linear(last, h), nn.ReLU(inplace=True)]
         last = h
     return nn.Sequential(*layers[:-1])
 
@@ -81,15 +83,18 @@ class BatchRenorm(nn.Module):
         return (x_hat * r + d) * self.weight + self.bias
 
 
-def squashed_log_prob(normal: Normal, u: Tensor) -> Tensor:
-    """log pi(tanh(u)) for u ~ normal, summed over action dimensions.
+def squashed_log_prob(u: Tensor, eps: Tensor, log_std: Tensor) -> Tensor:
+    """log pi(tanh(u)) for u = mu + std * eps, summed over action dimensions.
 
+    The Gaussian part is log N(u; mu, std) = -eps^2 / 2 - log std - log(2 pi) / 2, since
+    (u - mu) / std is eps: written with eps it needs no division or square of std, and its
+    gradient is the same (the first term's total derivative through u, mu and std is zero).
     Change of variables for a = tanh(u): log pi(a) = log N(u) - sum log(1 - tanh(u)^2), with
     log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), which stays finite where tanh(u)
     rounds to +-1 (SAC paper, appendix C; the stable form is from TensorFlow Probability).
     """
     log_det = 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
-    return (normal.log_prob(u) - log_det).sum(-1)
+    return (-0.5 * eps.pow(2) - log_std - _HALF_LOG_2PI - log_det).sum(-1)
 
 
 class SquashedGaussianActor(nn.Module):
@@ -109,24 +114,31 @@ class SquashedGaussianActor(nn.Module):
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 
-    def distribution(self, obs: Tensor) -> Normal:
-        """The Gaussian before squashing."""
+    def mean_log_std(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """mu(s) and log std(s) of the Gaussian before squashing."""
         mu, raw_log_std = self.net(obs).chunk(2, dim=-1)
         # Soft bound instead of a hard clamp, so log_std keeps a gradient near its limits.
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             torch.tanh(raw_log_std) + 1.0
         )
+        return mu, log_std
+
+    def distribution(self, obs: Tensor) -> Normal:
+        """The Gaussian before squashing, as a torch distribution."""
+        mu, log_std = self.mean_log_std(obs)
         return Normal(mu, log_std.exp(), validate_args=False)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Sample a ~ pi(.|s) with the reparameterisation trick; return (a, log pi(a|s)).
 
-        `rsample()` draws u = mu + std * eps with eps outside the graph, so gradients of a loss
-        on `a` reach the actor's parameters. `sample()` would run under no_grad and cut them.
+        u = mu + std * eps with eps drawn outside the graph (what `Normal.rsample()` does, and
+        the same draw), so gradients of a loss on `a` reach the actor's parameters. Sampling
+        u itself (`Normal.sample()`) would make `a` a constant to autograd and cut them.
         """
-        normal = self.distribution(obs)
-        u = normal.rsample()
-        return torch.tanh(u), squashed_log_prob(normal, u)
+        mu, log_std = self.mean_log_std(obs)
+        eps = torch.randn_like(mu)
+        u = mu + eps * log_std.exp()
+        return torch.tanh(u), squashed_log_prob(u, eps, log_std)
 
     def deterministic(self, obs: Tensor) -> Tensor:
         """The evaluation action tanh(mu(s)); the std half of the output is not needed."""
@@ -197,7 +209,7 @@ class EnsembleCritic(nn.Module):
                     x = self.dropout(x)
                 if self.layer_norms:
                     x = self.layer_norms[i](x)
-                x = F.relu(x)
+                x = F.relu_(x)  # in place: baddbmm, dropout and norm keep no output
         return x.squeeze(-1)
 
 

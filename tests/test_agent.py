@@ -7,6 +7,7 @@ import torch
 
 from sac.agent import METRIC_NAMES, SAC, Batch
 from sac.config import AgentConfig
+from sac.networks import squashed_log_prob
 
 OBS, ACT = 4, 2
 
@@ -53,11 +54,10 @@ def test_actor_learns_from_q_through_the_sampled_action():
     broken = make_agent(**common)
 
     def forward_without_rsample(obs):
-        from sac.networks import squashed_log_prob
-
-        normal = broken.actor.distribution(obs)
-        u = normal.sample()
-        return torch.tanh(u), squashed_log_prob(normal, u)
+        mu, log_std = broken.actor.mean_log_std(obs)
+        eps = torch.randn_like(mu)
+        u = (mu + eps * log_std.exp()).detach()  # what Normal.sample() gives: a constant
+        return torch.tanh(u), squashed_log_prob(u, eps, log_std)
 
     broken.actor.forward = forward_without_rsample
     assert abs(_actor_q_gain(broken)) < gain / 100

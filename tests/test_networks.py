@@ -12,11 +12,11 @@ from sac.networks import EnsembleCritic, SquashedGaussianActor, squashed_log_pro
 def test_log_prob_matches_transformed_distribution_away_from_saturation():
     torch.manual_seed(0)
     mu, std = torch.randn(512, 3), torch.rand(512, 3) + 0.2
-    normal = Normal(mu, std)
-    u = normal.sample().clamp(-3, 3)  # away from saturation, where the reference is accurate
+    eps = torch.randn(512, 3).clamp(-2, 2)
+    u = mu + std * eps  # within about 3 of 0: away from saturation, where the reference is exact
     reference = TransformedDistribution(Normal(mu, std), TanhTransform()).log_prob(torch.tanh(u))
     torch.testing.assert_close(
-        squashed_log_prob(normal, u), reference.sum(-1), rtol=1e-4, atol=1e-4
+        squashed_log_prob(u, eps, std.log()), reference.sum(-1), rtol=1e-4, atol=1e-4
     )
 
 
@@ -26,7 +26,20 @@ def test_log_prob_stays_finite_at_saturation():
     assert torch.all(torch.tanh(u).abs()[u.abs() > 19] == 1.0)  # tanh has rounded to +-1
     naive = (normal.log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
     assert not torch.isfinite(naive).all()  # what the stable form avoids
-    assert torch.isfinite(squashed_log_prob(normal, u)).all()
+    assert torch.isfinite(squashed_log_prob(u, u, torch.zeros_like(u))).all()  # mu 0, std 1
+
+
+def test_actor_log_prob_is_the_density_of_the_action_it_returns():
+    """What the update uses: forward's log pi(a|s), against torch's tanh-transformed Normal
+    evaluated at forward's own action."""
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(5, 3, [32])
+    obs = torch.randn(512, 5)
+    a, logp = actor(obs)
+    reference = TransformedDistribution(actor.distribution(obs), TanhTransform()).log_prob(a)
+    keep = a.abs().amax(-1) < 0.99  # atanh(a) in the reference loses precision near +-1
+    assert keep.sum() > 400
+    torch.testing.assert_close(logp[keep], reference.sum(-1)[keep], rtol=1e-4, atol=1e-4)
 
 
 def test_actor_samples_in_bounds_and_deterministic_is_tanh_mean():
