@@ -46,7 +46,11 @@ def _adam(params: Any, lr: float, beta1: float, device: torch.device) -> torch.o
 class _Compiled:
     """`torch.compile(fn)` that calls `on_failure` and runs `fn` itself if the platform cannot
     compile it: a missing C++ compiler or an unsupported backend must not stop a run.
-    Compilation happens lazily, at the first call, which is where failures surface."""
+    Compilation happens lazily, at the first call, which is where most failures surface; in
+    mode "reduce-overhead" the CUDA graphs are recorded at a later call (after a warm-up one),
+    so the first `GUARDED_CALLS` calls are guarded."""
+
+    GUARDED_CALLS = 3
 
     def __init__(
         self,
@@ -57,18 +61,19 @@ class _Compiled:
         self._eager = fn
         self._fn: Callable[..., Any] = torch.compile(fn, mode=mode)
         self._on_failure = on_failure
-        self._checked = False
+        self._guarded = self.GUARDED_CALLS
 
     def __call__(self, *args: Any) -> Any:
-        if self._checked:
+        if not self._guarded:
             return self._fn(*args)
         try:
             out = self._fn(*args)
         except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
             self._on_failure(e)
             self._fn = self._eager
-            out = self._fn(*args)
-        self._checked = True
+            self._guarded = 0
+            return self._fn(*args)
+        self._guarded -= 1
         return out
 
 

@@ -193,3 +193,29 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     assert "long details" not in warnings[0]  # one line
     assert torch.isfinite(first).all() and agent.num_updates == 2
     assert not agent.compiled and not agent.cudagraphs
+
+
+def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog):
+    """CUDA graphs are recorded after a warm-up call: a failure there must not stop the run."""
+
+    def compile_failing_at_call_3(fn, mode=None):
+        calls = []
+
+        def compiled(*args):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("CUDA graph capture failed")
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_failing_at_call_3)
+    torch.manual_seed(0)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), cudagraphs=True)
+    with caplog.at_level("WARNING", logger="sac"):
+        for _ in range(5):
+            metrics = agent.update(make_batch(32))
+    warnings = [r.getMessage() for r in caplog.records if "cudagraphs=true" in r.getMessage()]
+    assert len(warnings) == 1 and "CUDA graph capture failed" in warnings[0]
+    assert torch.isfinite(metrics).all() and agent.num_updates == 5
+    assert not agent.compiled

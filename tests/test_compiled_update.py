@@ -5,6 +5,7 @@ test there checks the plumbing; the CUDA graphs themselves run only on a GPU."""
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from torch._dynamo.utils import counters
 
 from sac.agent import SAC, Batch
 from sac.config import AgentConfig
@@ -36,6 +37,7 @@ def _batch(g: torch.Generator, device: str, n: int = 64) -> Batch:
 def test_compiled_update_matches_eager(device, flag):
     # A target update every other step and a delayed actor: both Python branches get taken.
     cfg = AgentConfig(hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2)
+    counters.clear()
     torch.manual_seed(0)
     eager = SAC(OBS, ACT, cfg, device)
     fast = SAC(OBS, ACT, cfg, device, **{flag: True})
@@ -52,6 +54,9 @@ def test_compiled_update_matches_eager(device, flag):
                 metrics[name].append(agent.update(batch))
 
     assert fast.compiled  # it did not fall back to eager
+    if flag == "cudagraphs" and device == "cuda":
+        # Inductor counts each graph it ran without CUDA graphs (and logs why).
+        assert counters["inductor"]["cudagraph_skips"] == 0
     tol = {"rtol": 1e-4, "atol": 1e-5}
     # Every update's metrics, read only now: with CUDA graphs, a tensor that aliased a graph's
     # output would have been overwritten by the later updates (or refuse to be read).
