@@ -11,8 +11,9 @@
 # envs   16 envs (one update per transition, and one per vector step with batch 2048), and a
 #        batch of 1024 (OUT_DIR/speed_cuda_envs.md)
 #
-# Each stage fits in about 5 minutes on an H100/H200, so a machine lent for a short time can
-# run them as separate calls. Outputs (logs, markdown tables, nvidia-smi) go to OUT_DIR.
+# Not yet timed on a GPU: every compiled row compiles in its own process (Inductor's disk cache
+# makes the second repeat quicker), so where a machine is lent for minutes, run the stages as
+# separate calls, tests first. Outputs (logs, markdown tables, nvidia-smi) go to OUT_DIR.
 #
 # A machine without internet whose image has PyTorch (CUDA), NumPy and pytest but not this
 # project's other packages: fetch them elsewhere with experiments/gpu_wheels.sh into .whl/ of
