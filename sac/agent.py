@@ -48,7 +48,7 @@ class _Compiled:
     compile it: a missing C++ compiler or an unsupported backend must not stop a run.
     Compilation happens lazily, at the first call, which is where most failures surface; in
     mode "reduce-overhead" the CUDA graphs are recorded at a later call (after a warm-up one),
-    so the first `GUARDED_CALLS` calls are guarded."""
+    so the first `GUARDED_CALLS` calls are guarded. (The backward passes: SAC._minimise.)"""
 
     GUARDED_CALLS = 3
 
@@ -154,6 +154,8 @@ class SAC:
             mode = "reduce-overhead" if cudagraphs else None
             self._critic_loss = _Compiled(self._critic_loss_eager, self._compile_failed, mode)
             self._actor_loss = _Compiled(self._actor_loss_eager, self._compile_failed, mode)
+        # Backward passes still guarded against compile failures, per loss (see _minimise).
+        self._backward_probation = dict.fromkeys(("critic", "actor"), _Compiled.GUARDED_CALLS)
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run both losses eagerly from now on."""
@@ -193,11 +195,11 @@ class SAC:
             torch.compiler.cudagraph_mark_step_begin()
         alpha = self.log_alpha.detach().exp()
 
-        critic_loss, q_mean, target_q_mean = self._critic_loss(batch, alpha)
-        self.critic_optim.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        critic_loss, q_mean, target_q_mean = self._minimise(
+            "critic", lambda: self._critic_loss(batch, alpha), self.critic_optim
+        )
         self.critic_optim.step()
-        # Copied out now: with cudagraphs the actor's graph may reuse these outputs' memory.
+        # Copied out now, so that nothing returned aliases memory a CUDA graph owns.
         critic_metrics = torch.stack([critic_loss.detach(), q_mean, target_q_mean])
 
         self.num_updates += 1
@@ -256,23 +258,9 @@ class SAC:
     def _actor_step(self, obs: Tensor, alpha: Tensor) -> Tensor:
         """One step on the actor (critics frozen) and on the temperature; returns
         [actor loss, alpha loss, entropy estimate] on the device."""
-        # Actor: minimise E[alpha * log pi(a|s) - Q(s, a)] with a = rsample'd, Q the min (SAC)
-        # or mean (REDQ) over critics, frozen so this loss moves only the actor. Batch-norm
-        # critics use their running statistics here (CrossQ).
-        if self.cfg.actor_batch_norm:
-            self.actor.train()
-        for p in self._critic_params:
-            p.requires_grad_(False)
-        for bn in self.critic.batch_norms:
-            bn.eval()
-        actor_loss, log_prob = self._actor_loss(obs, alpha)
-        for bn in self.critic.batch_norms:
-            bn.train()
-        for p in self._critic_params:
-            p.requires_grad_(True)
-        self.actor.eval()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        actor_loss, log_prob = self._minimise(
+            "actor", lambda: self._actor_forward(obs, alpha), self.actor_optim
+        )
         self.actor_optim.step()
 
         # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)].
@@ -283,6 +271,50 @@ class SAC:
             alpha_loss.backward()
             self.alpha_optim.step()
         return torch.stack([actor_loss.detach(), alpha_loss.detach(), -log_prob.mean()])
+
+    def _actor_forward(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """The actor loss and log pi(a|s), with the critics frozen while it is built."""
+        # Actor: minimise E[alpha * log pi(a|s) - Q(s, a)] with a = rsample'd, Q the min (SAC)
+        # or mean (REDQ) over critics, frozen so this loss moves only the actor. Batch-norm
+        # critics use their running statistics here (CrossQ).
+        if self.cfg.actor_batch_norm:
+            self.actor.train()
+        for p in self._critic_params:
+            p.requires_grad_(False)
+        for bn in self.critic.batch_norms:
+            bn.eval()
+        out = self._actor_loss(obs, alpha)
+        for bn in self.critic.batch_norms:
+            bn.train()
+        for p in self._critic_params:
+            p.requires_grad_(True)
+        self.actor.eval()
+        return out
+
+    def _minimise(
+        self, name: str, forward: Callable[[], tuple[Tensor, ...]], optim: torch.optim.Optimizer
+    ) -> tuple[Tensor, ...]:
+        """`forward()` (the loss first), then fresh gradients of the loss for `optim`.
+
+        Compiled code compiles its backward at the first backward call and, with cudagraphs,
+        records it as a CUDA graph at a later one: a failure in the first backward passes of
+        each loss warns once, switches both losses to eager and redoes this one eagerly.
+        """
+        out = forward()
+        optim.zero_grad(set_to_none=True)
+        if not self.compiled or self._backward_probation[name] <= 0:
+            out[0].backward()
+            return out
+        try:
+            out[0].backward()
+        except Exception as e:  # as in _Compiled: torch raises many types here
+            self._compile_failed(e)
+            out = forward()  # eager now: forward looks the loss function up again
+            optim.zero_grad(set_to_none=True)
+            out[0].backward()
+            return out
+        self._backward_probation[name] -= 1
+        return out
 
     def _actor_loss_eager(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """alpha * log pi(a|s) - Q(s, a) averaged over the batch, and log pi(a|s)."""

@@ -219,3 +219,39 @@ def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog)
     assert len(warnings) == 1 and "CUDA graph capture failed" in warnings[0]
     assert torch.isfinite(metrics).all() and agent.num_updates == 5
     assert not agent.compiled
+
+
+class _FailingBackward(torch.autograd.Function):
+    """Identity whose backward raises, as a compiled backward that cannot be built would."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward compilation failed")
+
+
+def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog):
+    """The backward is compiled (and with cudagraphs recorded) at its first calls, outside the
+    compiled forward: a failure there must not stop the run either."""
+
+    def compile_with_failing_backward(fn, mode=None):
+        def compiled(*args):
+            loss, *rest = fn(*args)
+            return (_FailingBackward.apply(loss), *rest)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_with_failing_backward)
+    torch.manual_seed(0)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), compile=True)
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    with caplog.at_level("WARNING", logger="sac"):
+        for _ in range(3):
+            metrics = agent.update(make_batch(32))
+    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    assert len(warnings) == 1 and "backward compilation failed" in warnings[0]
+    assert torch.isfinite(metrics).all() and agent.num_updates == 3 and not agent.compiled
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.critic.parameters()))
