@@ -66,6 +66,7 @@ class Measurement:
     threads: int  # torch.get_num_threads() in the worker
     device: str
     other_load: float = math.nan  # CPU cores used by other processes while it ran (parent sets)
+    fell_back: bool = False  # compile=true / cudagraphs=true failed and the run went eager
 
 
 # --------------------------------------------------------------------------------- workers
@@ -130,6 +131,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
     return Measurement(
         "sac", args.overrides, steps / seconds, steps, seconds, updates,
         torch.get_num_threads(), device,
+        fell_back=(cfg.compile or cfg.cudagraphs) and not trainer.agent.compiled,
     )  # fmt: skip
 
 
@@ -317,8 +319,15 @@ def _table(rows: list[Row]) -> str:
         ratio = f"{median / sb3_median:.2f}" if sb3_median else "-"
         ups = sum(m.updates for m in r.results) / sum(m.steps for m in r.results)
         threads = ",".join(sorted({str(m.threads) for m in r.results}))
+        eager = sum(m.fell_back for m in r.results)
+        # A compiled row whose compilation failed measured eager code: say so where it is read.
+        settings = r.settings + (
+            f" **(compilation failed, ran eager: {eager} of {len(r.results)} repeats)**"
+            if eager
+            else ""
+        )
         lines.append(
-            f"| {r.name} | {r.settings} | {_fmt(median)} | {_fmt(min(r.sps))}"
+            f"| {r.name} | {settings} | {_fmt(median)} | {_fmt(min(r.sps))}"
             f" | {_fmt(max(r.sps))} | {ratio} | {ups:.2f} | {threads} |"
         )
     return "\n".join(lines)
@@ -424,7 +433,8 @@ def driver_main(args: argparse.Namespace) -> None:
             print(
                 f"[{rep + 1}/{args.repeats}] {row.name} {' '.join(row.overrides)}: "
                 f"{m.sps:.1f} steps/s ({m.steps} steps in {m.seconds:.2f} s, "
-                f"{m.updates} updates, {m.threads} threads, other CPU load {m.other_load:.2f})",
+                f"{m.updates} updates, {m.threads} threads, other CPU load {m.other_load:.2f})"
+                + (" [compilation failed: ran eager]" if m.fell_back else ""),
                 flush=True,
             )
     report = _report(args, rows)
