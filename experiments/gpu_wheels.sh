@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetch, on a machine with PyPI, the wheels that a CUDA machine without internet needs to run
 # experiments/gpu_check.sh: the packages this project and the speed benchmark use that a stock
-# PyTorch image lacks (Gymnasium, MuJoCo, Hydra, OmegaConf, Stable-Baselines3). PyTorch itself,
-# NumPy, matplotlib, pytest and ONNX come from the image.
+# PyTorch image lacks (Gymnasium, MuJoCo, Hydra, OmegaConf, Stable-Baselines3; cloudpickle, which
+# both need, in case the image has none). PyTorch itself, NumPy, pandas, matplotlib, PyYAML,
+# imageio, pytest and ONNX come from the image.
 #
 #     bash experiments/gpu_wheels.sh [DIR] [PYTHON_VERSION]     # default .whl and 3.12
 #
@@ -22,6 +23,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" 
     --implementation cp "${platforms[@]}" -d "$dir" \
     gymnasium==1.4.0 farama-notifications==0.0.6 mujoco==4.0.0 mujoco-core==4.0.0 \
     mujoco-studio==4.0.0 websockets==17.4 glfw==2.11.0 pyopengl==3.1.10 \
-    hydra-core==1.3.8 omegaconf==2.3.1 stable-baselines3==2.9.2
+    hydra-core==1.3.8 omegaconf==2.3.1 stable-baselines3==2.9.2 cloudpickle==3.1.3
 python3 -m pip wheel -q --no-deps -w "$dir" antlr4-python3-runtime==4.9.3
 du -sh "$dir"
