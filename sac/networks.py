@@ -24,7 +24,7 @@ def mlp(
     for h in [*hidden_sizes, out_dim]:
         if batch_norm:
             layers.append(BatchRenorm(last))
-        # In place: nothing before a ReLU needs its own output for the backward pass.
+        # In place: a Linear layer keeps its input, not its output, for the backward pass.
         layers += [nn.Linear(last, h), nn.ReLU(inplace=True)]
         last = h
     return nn.Sequential(*layers[:-1])
