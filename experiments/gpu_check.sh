@@ -2,10 +2,12 @@
 # This project's GPU checks in one script, for a CUDA machine: the tests that need a GPU, then
 # the speed benchmark on the GPU. Run from the repository root:
 #
-#     bash experiments/gpu_check.sh OUT_DIR [tests|speed|envs|all]       # default: all
+#     bash experiments/gpu_check.sh OUT_DIR [tests|update|speed|envs|all]      # default: all
 #
 # tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
 #        cudagraphs=true training run, the replay buffer and the policy export on CUDA
+# update the gradient update alone (bench_update.py): eager, compile=true, cudagraphs=true at
+#        batch 256, and cudagraphs=true at batches 1024 and 4096 (OUT_DIR/update.log)
 # speed  HalfCheetah-v5, one env, batch 256, one update per step: SB3 and this project eager,
 #        compile=true and cudagraphs=true, 2 repeats (results in OUT_DIR/speed_cuda.md)
 # envs   16 envs (one update per transition, and one per vector step with batch 2048), and a
@@ -19,7 +21,7 @@
 # project's other packages: fetch them elsewhere with experiments/gpu_wheels.sh into .whl/ of
 # the repository, carry it over, and this script installs them into /tmp/site and uses them.
 set -uo pipefail
-out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [tests|speed|envs|all]}
+out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [tests|update|speed|envs|all]}
 stage=${2:-all}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
@@ -46,6 +48,14 @@ if [[ $stage == tests || $stage == all ]]; then
     python3 -m pytest -q -rs -p no:cacheprovider -k "(cuda or gpu) and not cpu" \
         tests/test_compiled_update.py tests/test_trainer.py tests/test_buffer.py \
         tests/test_export.py 2>&1 | tee "$out/tests.log" || status=1
+fi
+if [[ $stage == update || $stage == all ]]; then
+    for flags in "" "--compile" "--cudagraphs" "--cudagraphs --batch-size 1024" \
+        "--cudagraphs --batch-size 4096"; do
+        # shellcheck disable=SC2086  # $flags is several words on purpose
+        python3 experiments/bench_update.py --device cuda --warmup 100 --updates 500 $flags \
+            2>&1 | tee -a "$out/update.log" || status=1
+    done
 fi
 if [[ $stage == speed || $stage == all ]]; then
     python3 experiments/bench_speed.py --device cuda --repeats 2 --untimed 1000 \

@@ -1,0 +1,21 @@
+"""experiments/bench_update.py runs the real update and reports its time per update."""
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_update_prints_the_time_per_update():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "bench_update.py"), "--hidden", "16",
+         "--warmup", "2", "--updates", "3", "--repeats", "2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    match = re.search(r"update: median ([\d.]+) ms \(min ([\d.]+), max ([\d.]+);", proc.stdout)
+    assert match, proc.stdout
+    median, low, high = map(float, match.groups())
+    assert 0 < low <= median <= high
+    assert "2 blocks of 3" in proc.stdout and "2x16" in proc.stdout
