@@ -43,38 +43,10 @@ def _adam(params: Any, lr: float, beta1: float, device: torch.device) -> torch.o
     return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), **fast)
 
 
-class _Compiled:
-    """`torch.compile(fn)` that calls `on_failure` and runs `fn` itself if the platform cannot
-    compile it: a missing C++ compiler or an unsupported backend must not stop a run.
-    Compilation happens lazily, at the first call, which is where most failures surface; in
-    mode "reduce-overhead" the CUDA graphs are recorded at a later call (after a warm-up one),
-    so the first `GUARDED_CALLS` calls are guarded. (The backward passes: SAC._minimise.)"""
-
-    GUARDED_CALLS = 3
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        on_failure: Callable[[Exception], None],
-        mode: str | None = None,
-    ) -> None:
-        self._eager = fn
-        self._fn: Callable[..., Any] = torch.compile(fn, mode=mode)
-        self._on_failure = on_failure
-        self._guarded = self.GUARDED_CALLS
-
-    def __call__(self, *args: Any) -> Any:
-        if not self._guarded:
-            return self._fn(*args)
-        try:
-            out = self._fn(*args)
-        except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
-            self._on_failure(e)
-            self._fn = self._eager
-            self._guarded = 0
-            return self._fn(*args)
-        self._guarded -= 1
-        return out
+# Steps of each loss during which compiled code may still fail and fall back to eager: the
+# first call compiles the forward, the first backward compiles the backward, and in mode
+# "reduce-overhead" the CUDA graphs are recorded at a later call, after a warm-up one.
+PROBATION_STEPS = 3
 
 
 class SAC:
@@ -152,10 +124,10 @@ class SAC:
         self._actor_loss: Callable[..., Any] = self._actor_loss_eager
         if self.compiled:
             mode = "reduce-overhead" if cudagraphs else None
-            self._critic_loss = _Compiled(self._critic_loss_eager, self._compile_failed, mode)
-            self._actor_loss = _Compiled(self._actor_loss_eager, self._compile_failed, mode)
-        # Backward passes still guarded against compile failures, per loss (see _minimise).
-        self._backward_probation = dict.fromkeys(("critic", "actor"), _Compiled.GUARDED_CALLS)
+            self._critic_loss = torch.compile(self._critic_loss_eager, mode=mode)
+            self._actor_loss = torch.compile(self._actor_loss_eager, mode=mode)
+        # Steps of each loss still guarded against compile failures (see _minimise).
+        self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run both losses eagerly from now on."""
@@ -283,37 +255,40 @@ class SAC:
             p.requires_grad_(False)
         for bn in self.critic.batch_norms:
             bn.eval()
-        out = self._actor_loss(obs, alpha)
-        for bn in self.critic.batch_norms:
-            bn.train()
-        for p in self._critic_params:
-            p.requires_grad_(True)
-        self.actor.eval()
-        return out
+        try:
+            return self._actor_loss(obs, alpha)
+        finally:  # also when compilation fails here: the critics must train again
+            for bn in self.critic.batch_norms:
+                bn.train()
+            for p in self._critic_params:
+                p.requires_grad_(True)
+            self.actor.eval()
 
     def _minimise(
         self, name: str, forward: Callable[[], tuple[Tensor, ...]], optim: torch.optim.Optimizer
     ) -> tuple[Tensor, ...]:
         """`forward()` (the loss first), then fresh gradients of the loss for `optim`.
 
-        Compiled code compiles its backward at the first backward call and, with cudagraphs,
-        records it as a CUDA graph at a later one: a failure in the first backward passes of
-        each loss warns once, switches both losses to eager and redoes this one eagerly.
+        While compiled code is on probation (the first PROBATION_STEPS steps of each loss), a
+        failure in it (no C++ compiler, an unsupported backend, a CUDA graph that cannot be
+        recorded) must not stop a run: it warns once, switches both losses to eager and redoes
+        this step eagerly.
         """
-        out = forward()
-        optim.zero_grad(set_to_none=True)
-        if not self.compiled or self._backward_probation[name] <= 0:
-            out[0].backward()
-            return out
-        try:
-            out[0].backward()
-        except Exception as e:  # as in _Compiled: torch raises many types here
-            self._compile_failed(e)
-            out = forward()  # eager now: forward looks the loss function up again
+
+        def step() -> tuple[Tensor, ...]:
+            out = forward()  # looks the loss function up when called: eager after a failure
             optim.zero_grad(set_to_none=True)
             out[0].backward()
             return out
-        self._backward_probation[name] -= 1
+
+        if not self.compiled or self._probation[name] <= 0:
+            return step()
+        try:
+            out = step()
+        except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
+            self._compile_failed(e)
+            return step()
+        self._probation[name] -= 1
         return out
 
     def _actor_loss_eager(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:

@@ -219,6 +219,8 @@ def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog)
     assert len(warnings) == 1 and "CUDA graph capture failed" in warnings[0]
     assert torch.isfinite(metrics).all() and agent.num_updates == 5
     assert not agent.compiled
+    # The actor's loss failed with the critics frozen for it: they must be trainable again.
+    assert all(p.requires_grad for p in agent.critic.parameters())
 
 
 class _FailingBackward(torch.autograd.Function):
