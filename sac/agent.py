@@ -257,7 +257,7 @@ class SAC:
             bn.eval()
         try:
             return self._actor_loss(obs, alpha)
-        finally:  # also when compilation fails here: the critics must train again
+        finally:  # the critics train again even if building the loss raised
             for bn in self.critic.batch_norms:
                 bn.train()
             for p in self._critic_params:
