@@ -82,9 +82,23 @@ def test_ensemble_critic_equals_separate_critics():
                 lin.bias.copy_(ensemble.layers[j].bias[i, 0])
             layers += [lin, nn.ReLU()]
         separate.append(nn.Sequential(*layers[:-1]))
-    obs, act = torch.randn(64, obs_dim), torch.randn(64, act_dim)
-    expected = torch.stack([q(torch.cat([obs, act], -1)).squeeze(-1) for q in separate])
-    torch.testing.assert_close(ensemble(obs, act), expected)
-    # and the members are different functions (independent initialisation)
+    obs = torch.randn(64, obs_dim)
+    act = torch.randn(64, act_dim, requires_grad=True)
+    act_ref = act.detach().clone().requires_grad_(True)
     out = ensemble(obs, act)
+    expected = torch.stack([q(torch.cat([obs, act_ref], -1)).squeeze(-1) for q in separate])
+    torch.testing.assert_close(out, expected)
+    # and the members are different functions (independent initialisation)
     assert not torch.allclose(out[0], out[1])
+
+    # The same gradients, for every layer's weights and biases (the critic loss) and for the
+    # action (the actor loss), with a different weight per member and sample.
+    w = torch.randn(n, 64)
+    (out * w).sum().backward()
+    (expected * w).sum().backward()
+    torch.testing.assert_close(act.grad, act_ref.grad)
+    for i, q in enumerate(separate):
+        linears = [m for m in q if isinstance(m, nn.Linear)]
+        for layer, lin in zip(ensemble.layers, linears):
+            torch.testing.assert_close(layer.weight.grad[i], lin.weight.grad.T)
+            torch.testing.assert_close(layer.bias.grad[i, 0], lin.bias.grad)
