@@ -235,12 +235,14 @@ class SAC:
         )
         self.actor_optim.step()
 
-        # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)].
+        # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)]. It is linear
+        # in log_alpha, so its gradient -E[log pi(a|s) + target_entropy] is set directly: a
+        # backward pass through autograd for one scalar would cost more than the rest of it.
         log_prob = log_prob.detach()
-        alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
+        alpha_grad = -(log_prob + self.target_entropy).mean()
+        alpha_loss = self.log_alpha.detach() * alpha_grad
         if self.cfg.autotune_alpha:
-            self.alpha_optim.zero_grad(set_to_none=True)
-            alpha_loss.backward()
+            self.log_alpha.grad = alpha_grad
             self.alpha_optim.step()
         return torch.stack([actor_loss.detach(), alpha_loss.detach(), -log_prob.mean()])
 
