@@ -150,7 +150,7 @@ class SAC:
         """Actions in [-1, 1] for a batch of observations (no graph is built)."""
         if deterministic:
             return self.actor.deterministic(obs)
-        return self.actor(obs)[0]
+        return self.actor.sample_action(obs)
 
     # ----------------------------------------------------------------------------- learning
     def update(self, batch: Batch) -> Tensor:

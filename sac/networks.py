@@ -135,10 +135,18 @@ class SquashedGaussianActor(nn.Module):
         the same draw), so gradients of a loss on `a` reach the actor's parameters. Sampling
         u itself (`Normal.sample()`) would make `a` a constant to autograd and cut them.
         """
+        u, eps, log_std = self._draw(obs)
+        return torch.tanh(u), squashed_log_prob(u, eps, log_std)
+
+    def sample_action(self, obs: Tensor) -> Tensor:
+        """a ~ pi(.|s) alone, the same draw as `forward`'s: acting needs no log-prob."""
+        return torch.tanh(self._draw(obs)[0])
+
+    def _draw(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """u = mu(s) + std(s) * eps, the noise eps and log std(s)."""
         mu, log_std = self.mean_log_std(obs)
         eps = torch.randn_like(mu)
-        u = mu + eps * log_std.exp()
-        return torch.tanh(u), squashed_log_prob(u, eps, log_std)
+        return mu + eps * log_std.exp(), eps, log_std
 
     def deterministic(self, obs: Tensor) -> Tensor:
         """The evaluation action tanh(mu(s)); the std half of the output is not needed."""

@@ -50,6 +50,11 @@ def test_actor_samples_in_bounds_and_deterministic_is_tanh_mean():
     assert a.shape == (1000, 3) and logp.shape == (1000,)
     assert a.abs().max() <= 1.0
     torch.testing.assert_close(actor.deterministic(obs), torch.tanh(actor.distribution(obs).loc))
+    # Acting's action-only path makes forward's draw from the same random numbers.
+    torch.manual_seed(1)
+    expected = actor(obs)[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(actor.sample_action(obs), expected)
 
 
 def test_rsample_passes_gradient_through_the_action_and_sample_does_not():
