@@ -10,15 +10,25 @@ device's, not the launch queue's.
     python experiments/bench_update.py --device cuda --cudagraphs
 
 It is the update's share of `bench_speed.py`'s steps/s, without the env's noise: use it to
-compare two versions of the update (e.g. with farm-bench or hyperfine on two checkouts), and
-`bench_speed.py` for claims against Stable-Baselines3.
+compare two versions of the update, and `bench_speed.py` for claims against Stable-Baselines3.
+
+    python experiments/bench_update.py --vs /path/to/other/checkout --repeats 60 --updates 25
+
+times this checkout's update (A) against another checkout's (B) in one process: their blocks
+alternate, each pair in turn order, and it prints the median of the paired A/B ratios. On a
+machine whose speed drifts between runs (the 2-core one does, by 20-30%) that is much steadier
+than comparing two processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,29 +51,69 @@ def random_batches(n: int, size: int, obs: int, act: int, device: str) -> list[B
     ]
 
 
-def time_updates(args: argparse.Namespace) -> list[float]:
-    """Seconds per update, one value per timed block."""
+def load_checkout(root: str) -> tuple[Any, Any, Any]:
+    """SAC, Batch and AgentConfig of the checkout at `root`, imported beside this one's."""
+
+    def ours() -> dict[str, Any]:
+        return {k: m for k, m in sys.modules.items() if k == "sac" or k.startswith("sac.")}
+
+    saved = ours()
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+    try:
+        agent, config = importlib.import_module("sac.agent"), importlib.import_module("sac.config")
+    finally:
+        sys.path.remove(root)
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(saved)
+    if not Path(agent.__file__).resolve().is_relative_to(Path(root).resolve()):
+        raise SystemExit(f"error: --vs {root}: no sac package there (found {agent.__file__})")
+    return agent.SAC, agent.Batch, config.AgentConfig
+
+
+def build(args: argparse.Namespace, sac_cls: Any, config_cls: Any) -> Any:
+    """An agent for HalfCheetah's sizes, seeded alike whatever checkout it comes from."""
     torch.manual_seed(0)
-    cfg = AgentConfig(batch_size=args.batch_size, hidden_sizes=[args.hidden] * 2)
+    cfg = config_cls(batch_size=args.batch_size, hidden_sizes=[args.hidden] * 2)
     flags = {"compile": True} if args.compile else {}
     if args.cudagraphs:
         flags["cudagraphs"] = True
-    agent = SAC(args.obs_dim, args.act_dim, cfg, args.device, **flags)
+    return sac_cls(args.obs_dim, args.act_dim, cfg, args.device, **flags)
+
+
+def time_updates(args: argparse.Namespace, agents: list[tuple[Any, Any]]) -> list[list[float]]:
+    """Seconds per update, one value per timed block, for each (agent, Batch type); with two
+    agents the blocks alternate and each round swaps who goes first."""
     batches = random_batches(8, args.batch_size, args.obs_dim, args.act_dim, args.device)
+    own = [[batch_cls(*b) for b in batches] for _, batch_cls in agents]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for i in range(args.warmup):
-        agent.update(batches[i % len(batches)])
-    sync()
-    if (args.compile or args.cudagraphs) and not agent.compiled:
-        print("warning: compilation failed, the timings below are eager")
-    blocks = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        for i in range(args.updates):
-            agent.update(batches[i % len(batches)])
+    for (agent, _), bs in zip(agents, own):
+        for i in range(args.warmup):
+            agent.update(bs[i % len(bs)])
         sync()
-        blocks.append((time.perf_counter() - t0) / args.updates)
+        if (args.compile or args.cudagraphs) and not agent.compiled:
+            print("warning: compilation failed, the timings below are eager")
+    blocks: list[list[float]] = [[] for _ in agents]
+    for r in range(args.repeats):
+        order = list(range(len(agents)))
+        for k in order[r % 2 :] + order[: r % 2]:
+            agent, bs = agents[k][0], own[k]
+            t0 = time.perf_counter()
+            for i in range(args.updates):
+                agent.update(bs[i % len(bs)])
+            sync()
+            blocks[k].append((time.perf_counter() - t0) / args.updates)
     return blocks
+
+
+def summary(label: str, blocks: list[float], args: argparse.Namespace) -> str:
+    ms = [1e3 * b for b in blocks]
+    return (
+        f"{label}: median {statistics.median(ms):.3f} ms (min {min(ms):.3f}, max {max(ms):.3f};"
+        f" {args.repeats} blocks of {args.updates})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,15 +128,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=50, help="untimed updates (compile here)")
     p.add_argument("--updates", type=int, default=100, help="updates per timed block")
     p.add_argument("--repeats", type=int, default=5, help="timed blocks")
+    p.add_argument("--vs", metavar="CHECKOUT", help="also time this other checkout's update")
     args = p.parse_args(argv)
-    blocks = time_updates(args)
-    ms = [1e3 * b for b in blocks]
+    agents = [(build(args, SAC, AgentConfig), Batch)]
+    if args.vs:
+        other_sac, other_batch, other_config = load_checkout(args.vs)
+        agents.append((build(args, other_sac, other_config), other_batch))
+    blocks = time_updates(args, agents)
     print(
-        f"update: median {statistics.median(ms):.3f} ms (min {min(ms):.3f}, max {max(ms):.3f};"
-        f" {args.repeats} blocks of {args.updates}) on {args.device}, batch {args.batch_size},"
+        f"{summary('update', blocks[0], args)} on {args.device}, batch {args.batch_size},"
         f" 2x{args.hidden}, compile={args.compile}, cudagraphs={args.cudagraphs},"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    if args.vs:
+        print(summary(f"update of {args.vs}", blocks[1], args))
+        ratios = [a / b for a, b in zip(*blocks)]
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        print(
+            f"A/B: median paired ratio {statistics.median(ratios):.3f}"
+            f" (quartiles {low:.3f}-{high:.3f}, {len(ratios)} pairs; A = this checkout)"
+        )
 
 
 if __name__ == "__main__":
