@@ -236,8 +236,8 @@ class SAC:
         self.actor_optim.step()
 
         # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)]. It is linear
-        # in log_alpha, so its gradient -E[log pi(a|s) + target_entropy] is set directly: a
-        # backward pass through autograd for one scalar would cost more than the rest of it.
+        # in log_alpha, so its gradient -E[log pi(a|s) + target_entropy] is set directly,
+        # without a backward pass through autograd for one scalar.
         log_prob = log_prob.detach()
         alpha_grad = -(log_prob + self.target_entropy).mean()
         alpha_loss = self.log_alpha.detach() * alpha_grad
