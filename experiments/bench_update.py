@@ -52,7 +52,11 @@ def random_batches(n: int, size: int, obs: int, act: int, device: str) -> list[B
 
 
 def load_checkout(root: str) -> tuple[Any, Any, Any]:
-    """SAC, Batch and AgentConfig of the checkout at `root`, imported beside this one's."""
+    """SAC, Batch and AgentConfig of the checkout at `root`, imported beside this one's.
+
+    Its modules are imported now, then this checkout's are put back: a module the other
+    checkout imports only later, inside a function, would be this checkout's.
+    """
 
     def ours() -> dict[str, Any]:
         return {k: m for k, m in sys.modules.items() if k == "sac" or k.startswith("sac.")}
@@ -68,7 +72,8 @@ def load_checkout(root: str) -> tuple[Any, Any, Any]:
         for name in ours():
             del sys.modules[name]
         sys.modules.update(saved)
-    if not Path(agent.__file__).resolve().is_relative_to(Path(root).resolve()):
+    # The import falls back to the installed package where `root` has none: refuse that.
+    if Path(agent.__file__).resolve().parent != (Path(root) / "sac").resolve():
         raise SystemExit(f"error: --vs {root}: no sac package there (found {agent.__file__})")
     return agent.SAC, agent.Batch, config.AgentConfig
 
@@ -89,12 +94,13 @@ def time_updates(args: argparse.Namespace, agents: list[tuple[Any, Any]]) -> lis
     batches = random_batches(8, args.batch_size, args.obs_dim, args.act_dim, args.device)
     own = [[batch_cls(*b) for b in batches] for _, batch_cls in agents]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for (agent, _), bs in zip(agents, own):
+    for k, ((agent, _), bs) in enumerate(zip(agents, own)):
         for i in range(args.warmup):
             agent.update(bs[i % len(bs)])
         sync()
         if (args.compile or args.cudagraphs) and not agent.compiled:
-            print("warning: compilation failed, the timings below are eager")
+            which = f" for --vs {args.vs}" if k else ""
+            print(f"warning: compilation failed{which}, its timings below are eager")
     blocks: list[list[float]] = [[] for _ in agents]
     for r in range(args.repeats):
         order = list(range(len(agents)))

@@ -1,10 +1,16 @@
 """experiments/bench_update.py runs the real update and reports its time per update."""
 
+import importlib.util
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from conftest import REPO
+
+SCRIPT = REPO / "experiments" / "bench_update.py"
 
 
 def test_bench_update_prints_the_time_per_update():
@@ -39,3 +45,33 @@ def test_bench_update_vs_another_checkout_prints_paired_ratios(tmp_path):
     assert proc.returncode != 0
     assert f"--vs {tmp_path}: no sac package there" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _bench_update_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    spec = importlib.util.spec_from_file_location("bench_update", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_checkout_imports_the_other_package_and_puts_ours_back(tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "sac", other / "sac", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(other / "sac" / "agent.py", "a") as f:
+        f.write("\nMARK = 'the other checkout'\n")
+    module = _bench_update_module(monkeypatch)
+    ours = sys.modules["sac.agent"]
+    sac_cls, batch_cls, config_cls = module.load_checkout(str(other))
+    other_globals = sac_cls.update.__globals__  # the other sac.agent's namespace
+    assert other_globals.get("MARK") == "the other checkout"
+    assert Path(other_globals["__file__"]).resolve().parent == (other / "sac").resolve()
+    assert sac_cls is not ours.SAC and batch_cls is not ours.Batch
+    assert config_cls is not ours.AgentConfig
+    assert sys.modules["sac.agent"] is ours  # this checkout's modules are back
+
+    # A folder that merely contains this checkout (or has no sac/) would fall back to the
+    # installed package: refused instead of timing this checkout against itself.
+    for root in (REPO.parent, tmp_path):
+        with pytest.raises(SystemExit, match="no sac package there"):
+            module.load_checkout(str(root))

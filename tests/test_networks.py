@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from sac.networks import EnsembleCritic, SquashedGaussianActor, squashed_log_prob
+from sac.networks import EnsembleCritic, EnsembleLinear, SquashedGaussianActor, squashed_log_prob
 
 
 def test_log_prob_matches_transformed_distribution_away_from_saturation():
@@ -107,3 +107,21 @@ def test_ensemble_critic_equals_separate_critics():
         for layer, lin in zip(ensemble.layers, linears):
             torch.testing.assert_close(layer.weight.grad[i], lin.weight.grad.T)
             torch.testing.assert_close(layer.bias.grad[i, 0], lin.bias.grad)
+
+
+def test_one_output_ensemble_layer_equals_its_batched_matmul():
+    # On CPU the Q layer is a multiply and a sum; other devices use baddbmm. Both the same map.
+    torch.manual_seed(0)
+    layer = EnsembleLinear(3, 16, 1)
+    x = torch.randn(3, 32, 16, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    w_ref = layer.weight.detach().clone().requires_grad_(True)
+    b_ref = layer.bias.detach().clone().requires_grad_(True)
+    out, expected = layer(x), torch.baddbmm(b_ref, x_ref, w_ref)
+    torch.testing.assert_close(out, expected)
+    g = torch.randn_like(out)
+    out.backward(g)
+    expected.backward(g)
+    for got, want in ((x.grad, x_ref.grad), (layer.weight.grad, w_ref.grad),
+                      (layer.bias.grad, b_ref.grad)):  # fmt: skip
+        torch.testing.assert_close(got, want)
