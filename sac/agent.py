@@ -238,13 +238,13 @@ class SAC:
         # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)]. It is linear
         # in log_alpha, so its gradient -E[log pi(a|s) + target_entropy] is set directly,
         # without a backward pass through autograd for one scalar.
-        log_prob = log_prob.detach()
-        alpha_grad = -(log_prob + self.target_entropy).mean()
+        entropy = -log_prob.detach().mean()
+        alpha_grad = entropy - self.target_entropy
         alpha_loss = self.log_alpha.detach() * alpha_grad
         if self.cfg.autotune_alpha:
             self.log_alpha.grad = alpha_grad
             self.alpha_optim.step()
-        return torch.stack([actor_loss.detach(), alpha_loss.detach(), -log_prob.mean()])
+        return torch.stack([actor_loss.detach(), alpha_loss, entropy])
 
     def _actor_forward(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """The actor loss and log pi(a|s), with the critics frozen while it is built."""
