@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,51 @@ def mlp(
     for h in [*hidden_sizes, out_dim]:
         if batch_norm:
             layers.append(BatchRenorm(last))
-        # In place: a Linear layer keeps its input, not its output, for the backward pass.
-        layers += [nn.Linear(last, h), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(last, h), ReLU()]
         last = h
     return nn.Sequential(*layers[:-1])
+
+
+class _ReLUGradFromOutput(torch.autograd.Function):
+    """ReLU whose backward multiplies by sign(output), a float, instead of a saved bool mask."""
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return grad * torch.sign(out)  # 1 where out > 0, else 0: ReLU's derivative
+
+
+def relu_(x: Tensor) -> Tensor:
+    """ReLU, in place in eager mode (a linear layer keeps its input, not its output, for the
+    backward pass, so nothing needs the pre-activation).
+
+    Under torch.compile on CPU it is `_ReLUGradFromOutput`: Inductor's C++ backend (torch
+    2.13) writes bool tensors about 20x slower than eager does (745 vs 32 us for x > 0 over
+    2 x 256 x 256 floats on the 2-core machine), and for ReLU's backward it saves exactly
+    such a mask. The float output is saved instead; the critics need it anyway.
+    """
+    if (
+        x.device.type == "cpu"
+        and torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+    ):
+        return _ReLUGradFromOutput.apply(x)
+    return F.relu_(x)
+
+
+class ReLU(nn.Module):
+    """`relu_` as a module, for nn.Sequential."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu_(x)
 
 
 class BatchRenorm(nn.Module):
@@ -222,7 +264,7 @@ class EnsembleCritic(nn.Module):
                     x = self.dropout(x)
                 if self.layer_norms:
                     x = self.layer_norms[i](x)
-                x = F.relu_(x)  # in place: baddbmm, dropout and norm keep no output
+                x = relu_(x)  # in place: baddbmm, dropout and norm keep no output
         return x.squeeze(-1)
 
 

@@ -2,10 +2,12 @@
 
 import itertools
 
+import pytest
 import torch
 from torch import nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
+from sac import networks
 from sac.networks import EnsembleCritic, EnsembleLinear, SquashedGaussianActor, squashed_log_prob
 
 
@@ -125,3 +127,37 @@ def test_one_output_ensemble_layer_equals_its_batched_matmul():
     for got, want in ((x.grad, x_ref.grad), (layer.weight.grad, w_ref.grad),
                       (layer.bias.grad, b_ref.grad)):  # fmt: skip
         torch.testing.assert_close(got, want)
+
+
+def _relu_grads(fn, x):
+    x = x.clone().requires_grad_(True)
+    out = fn(x * 1.0)  # relu_ works in place: give it a non-leaf
+    out.backward(torch.arange(out.numel(), dtype=out.dtype).reshape(out.shape))
+    return out.detach(), x.grad
+
+
+def test_relu_with_gradient_from_its_output_equals_relu():
+    # Zeros included: ReLU's derivative there is 0 in torch, and sign(0) is 0 too.
+    x = torch.tensor([[-2.0, -0.0, 0.0, 1e-30, 3.0], [5.0, -1e-30, 0.0, -7.0, 0.5]])
+    want = _relu_grads(torch.relu, x)
+    for got in (_relu_grads(networks._ReLUGradFromOutput.apply, x), _relu_grads(networks.relu_, x)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_compiled_relu_on_cpu_takes_its_gradient_from_the_output():
+    # Under torch.compile on CPU, relu_'s backward multiplies by the sign of the saved output
+    # instead of saving a bool mask (which Inductor writes slowly); eager keeps F.relu_. The
+    # compiled gradients equal eager's.
+    from torch._dynamo.testing import AotEagerAndRecordGraphs
+
+    recorder = AotEagerAndRecordGraphs()
+    torch._dynamo.reset()
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    _relu_grads(torch.compile(networks.relu_, backend=recorder, fullgraph=True), x)
+    backward = recorder.bw_graphs[0].code
+    assert "aten.sign" in backward and "threshold_backward" not in backward, backward
+
+    want = _relu_grads(networks.relu_, x)
+    got = _relu_grads(torch.compile(networks.relu_, fullgraph=True), x)  # Inductor
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
