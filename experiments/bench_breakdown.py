@@ -10,6 +10,10 @@ floor: the update cannot take less than (update FLOPs / matmul rate) at this pre
 
     python experiments/bench_breakdown.py                               # HalfCheetah-v5, fp32
     python experiments/bench_breakdown.py --matmul-precision medium     # bf16 inner products
+    python experiments/bench_breakdown.py --compile                     # compile=true
+
+With `--compile` the agent's losses go through torch.compile, compiled by a few untimed
+updates at the end of the warm-up (the FLOP count is the same).
 
 The "ceiling" column is the env steps/s of a step made of the measured non-update phases plus
 an update that did nothing but its matmuls at the measured rate: no implementation of the same
@@ -48,7 +52,7 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
     runner = EnvRunner(envs, args.seed)
     obs_dim, act_dim = space_dims(envs)
     cfg = AgentConfig(batch_size=args.batch_size, hidden_sizes=[args.hidden, args.hidden])
-    agent = SAC(obs_dim, act_dim, cfg)
+    agent = SAC(obs_dim, act_dim, cfg, compile=args.compile)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu", seed=args.seed)
     rng = np.random.default_rng(args.seed)
     totals = dict.fromkeys(PHASES, 0.0)
@@ -65,6 +69,9 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
             t2 = time.perf_counter()
             buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
             t3 = time.perf_counter()
+            if args.compile and i == args.warmup - 1:  # compile outside the timed window
+                for _ in range(3):
+                    agent.update(buffer.sample(args.batch_size))
             if timed:
                 batch = buffer.sample(args.batch_size)
                 t4 = time.perf_counter()
@@ -109,7 +116,8 @@ def report(args: argparse.Namespace, phases: dict[str, float], flops: int, rate:
         f"# Step time breakdown, {args.env}",
         "",
         f"One env, batch {args.batch_size}, 2x{args.hidden} MLPs, one update per env step,"
-        f" float32 matmul precision `{args.matmul_precision}`, {torch.get_num_threads()} torch"
+        f" float32 matmul precision `{args.matmul_precision}`, compile={args.compile},"
+        f" {torch.get_num_threads()} torch"
         f" threads; {args.steps} timed steps after {args.warmup} random-action steps.",
         "",
         "| phase | ms per env step | share |",
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=MATMUL_PRECISIONS,
         help="torch.set_float32_matmul_precision for the whole measurement",
     )
+    p.add_argument("--compile", action="store_true", help="compile=true (torch.compile)")
     p.add_argument("--out", type=Path, help="also write the markdown report here")
     args = p.parse_args(argv)
     if args.warmup < args.batch_size:

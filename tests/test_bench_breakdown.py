@@ -46,10 +46,11 @@ def _update_macs(obs: int, act: int, h: int) -> int:
     return critic_update + actor_update
 
 
-def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch):
+@pytest.mark.parametrize("compile", [False, True])
+def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch, compile):
     torch.manual_seed(0)
     obs, act, h, batch = 3, 1, 32, 64
-    agent = SAC(obs, act, AgentConfig(hidden_sizes=[h, h], batch_size=batch))
+    agent = SAC(obs, act, AgentConfig(hidden_sizes=[h, h], batch_size=batch), compile=compile)
     buffer = ReplayBuffer(500, obs, act, "cpu")
     buffer.add(
         torch.randn(500, obs).numpy(),
@@ -58,6 +59,10 @@ def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch):
         torch.randn(500, obs).numpy(),
         torch.zeros(500).numpy(),
     )
+    if compile:  # counted after compilation, as bench_breakdown.py --compile does
+        for _ in range(3):
+            agent.update(buffer.sample(batch))
+        assert agent.compiled
     flops = _module(monkeypatch).update_flops(agent, buffer, batch)
     assert flops == 2 * batch * _update_macs(obs, act, h)
 
