@@ -36,7 +36,7 @@ import torch
 from bench_speed import cpu_model  # experiments/ is on sys.path when run as a script
 from torch.utils.flop_counter import FlopCounterMode
 
-from sac.agent import SAC
+from sac.agent import PROBATION_STEPS, SAC
 from sac.buffer import ReplayBuffer
 from sac.config import AgentConfig
 from sac.envs import EnvRunner, make_vector_env, space_dims
@@ -70,7 +70,7 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
             buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
             t3 = time.perf_counter()
             if args.compile and i == args.warmup - 1:  # compile outside the timed window
-                for _ in range(3):
+                for _ in range(PROBATION_STEPS):  # the compiling (and guarded) updates
                     agent.update(buffer.sample(args.batch_size))
             if timed:
                 batch = buffer.sample(args.batch_size)

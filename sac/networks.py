@@ -59,9 +59,10 @@ def relu_(x: Tensor) -> Tensor:
     same gradients; only non-finite ones differ (a NaN output gets gradient 0, as sign(NaN) is
     0 in torch, and an infinite incoming gradient at a zero output gives NaN, not 0).
     """
+    # is_compiling() first: in eager mode (the hot path) it is the only check made.
     if (
-        x.device.type == "cpu"
-        and torch.compiler.is_compiling()
+        torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and not torch.compiler.is_exporting()
     ):
         return _ReLUGradFromOutput.apply(x)

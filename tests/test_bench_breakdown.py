@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from sac.agent import SAC
+from sac.agent import PROBATION_STEPS, SAC
 from sac.buffer import ReplayBuffer
 from sac.config import AgentConfig
 
@@ -60,7 +60,7 @@ def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch, co
         torch.zeros(500).numpy(),
     )
     if compile:  # counted after compilation, as bench_breakdown.py --compile does
-        for _ in range(3):
+        for _ in range(PROBATION_STEPS):
             agent.update(buffer.sample(batch))
         assert agent.compiled
     flops = _module(monkeypatch).update_flops(agent, buffer, batch)
