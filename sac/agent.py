@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value
 
+from sac.adam import AdamState
 from sac.config import AgentConfig
 from sac.networks import EnsembleCritic, SquashedGaussianActor
 
@@ -41,6 +43,19 @@ def _adam(params: Any, lr: float, beta1: float, device: torch.device) -> torch.o
     # The fused kernel is the fastest Adam on CUDA and CPU (PyTorch >= 2.4); foreach elsewhere.
     fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), **fast)
+
+
+class _Call(nn.Module):
+    """`forward(fn, *args)` is `fn(*args)`: through torch.func.functional_call, a loss method
+    of the agent runs with its networks' parameters swapped for the tensors that
+    torch.func.grad differentiates."""
+
+    def __init__(self, actor: nn.Module, critic: nn.Module) -> None:
+        super().__init__()
+        self.actor, self.critic = actor, critic
+
+    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
 
 
 # Steps of each loss during which compiled code may still fail and fall back to eager: the
@@ -113,21 +128,32 @@ class SAC:
         self.actor.eval()
         # [actor loss, alpha loss, entropy] of the latest actor step, reported in between.
         self._actor_metrics = torch.zeros(3, device=self.device)
-        # compile: the two loss computations (forward and, through AOTAutograd, backward) go
-        # through torch.compile; the optimizer steps stay eager (fused Adam is one kernel
-        # already) and so do the Python counters, which would otherwise recompile every call.
-        # cudagraphs: the same with mode="reduce-overhead", whose CUDA graph trees replay each
-        # compiled forward and backward as one graph on CUDA (on CPU it is plain compilation).
+        # compile=true: the whole update (both losses, their gradients through torch.func,
+        # the Adam steps and the Polyak update) is one function that torch.compile captures
+        # as one graph, so it runs without autograd's and the optimizers' per-op Python
+        # overhead. Batch norm updates running statistics inside the differentiated losses,
+        # which torch.func.grad refuses, so configs with it compile the two losses instead
+        # (forward and, through AOTAutograd, backward), with the optimizer steps eager.
+        # cudagraphs: the two losses with mode="reduce-overhead", whose CUDA graph trees replay
+        # each compiled forward and backward as one graph on CUDA (on CPU plain compilation).
         self.cudagraphs = cudagraphs
         self.compiled = compile or cudagraphs
+        batch_norm = cfg.critic_norm == "batch" or cfg.actor_batch_norm
+        self.one_graph = compile and not cudagraphs and not batch_norm
         self._critic_loss: Callable[..., Any] = self._critic_loss_eager
         self._actor_loss: Callable[..., Any] = self._actor_loss_eager
-        if self.compiled:
+        self._adam: tuple[AdamState, AdamState, AdamState | None] | None = None  # at first use
+        if self.one_graph:
+            self._nets = _Call(self.actor, self.critic)
+            self._critic_names = [f"critic.{n}" for n, _ in self.critic.named_parameters()]
+            self._actor_names = [f"actor.{n}" for n, _ in self.actor.named_parameters()]
+            self._graph_update = torch.compile(self._update_graph)
+        elif self.compiled:
             mode = "reduce-overhead" if cudagraphs else None
             self._critic_loss = torch.compile(self._critic_loss_eager, mode=mode)
             self._actor_loss = torch.compile(self._actor_loss_eager, mode=mode)
-        # Steps of each loss still guarded against compile failures (see _minimise).
-        self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)
+        # Steps still guarded against compile failures (see _minimise and _update_compiled).
+        self._probation = dict.fromkeys(("critic", "actor", "update"), PROBATION_STEPS)
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run both losses eagerly from now on."""
@@ -141,6 +167,7 @@ class SAC:
             )
         self.compiled = False
         self.cudagraphs = False
+        self.one_graph = False
         self._critic_loss = self._critic_loss_eager
         self._actor_loss = self._actor_loss_eager
 
@@ -160,6 +187,8 @@ class SAC:
         Returns the metrics named in METRIC_NAMES as one tensor on the device: reading it is
         left to the caller, so the update itself never waits for the device.
         """
+        if self.one_graph:
+            return self._update_compiled(batch)
         cfg = self.cfg
         if self.cudagraphs:
             # One update is one iteration of the CUDA graph trees: outputs of the previous
@@ -183,6 +212,80 @@ class SAC:
         loss, q, target_q = critic_metrics
         actor_loss, alpha_loss, entropy = self._actor_metrics
         return torch.stack([loss, actor_loss, alpha_loss, alpha, entropy, q, target_q])
+
+    def _update_compiled(self, batch: Batch) -> Tensor:
+        """`update` as one compiled graph (compile=true without batch norm)."""
+        n = self.num_updates + 1
+        do_actor = n % self.cfg.actor_update_interval == 0
+        do_polyak = self.critic_target is not None and n % self.cfg.target_update_interval == 0
+        if self._adam is None:
+            # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
+            alpha_adam = AdamState(self.alpha_optim) if self.cfg.autotune_alpha else None
+            self._adam = (AdamState(self.critic_optim), AdamState(self.actor_optim), alpha_adam)
+        args = (batch, self._actor_metrics, do_actor, do_polyak)
+        if self._probation["update"] > 0:
+            # Compilation happens at the first calls (one graph for each pair of flags); a
+            # failure there falls back to eager, with one warning, and redoes this update.
+            try:
+                metrics, self._actor_metrics = self._graph_update(*args)
+            except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
+                self._compile_failed(e)
+                return self.update(batch)
+            self._probation["update"] -= 1
+        else:
+            metrics, self._actor_metrics = self._graph_update(*args)
+        self.num_updates = n
+        return metrics
+
+    @torch.no_grad()  # gradients come from torch.func, which ignores an outer no_grad
+    def _update_graph(
+        self, batch: Batch, actor_metrics: Tensor, do_actor: bool, do_polyak: bool
+    ) -> tuple[Tensor, Tensor]:
+        """The update of `update` as one function of tensors, for torch.compile: the same
+        losses, differentiated by torch.func.grad_and_value instead of backward(), and Adam
+        steps on the optimizers' own state (AdamState). Returns the metrics and the
+        [actor loss, alpha loss, entropy] of the latest actor step."""
+        assert self._adam is not None
+        critic_adam, actor_adam, alpha_adam = self._adam
+        alpha = self.log_alpha.exp()
+        grads, (critic_loss, (q_mean, target_q_mean)) = grad_and_value(
+            self._critic_objective, has_aux=True
+        )(critic_adam.params, batch, alpha)
+        critic_adam.step_(grads)
+        if do_actor:
+            grads, (actor_loss, log_prob) = grad_and_value(self._actor_objective, has_aux=True)(
+                actor_adam.params, batch.obs, alpha
+            )
+            actor_adam.step_(grads)
+            # The temperature's gradient, set directly as in _actor_step.
+            entropy = -log_prob.mean()
+            alpha_grad = entropy - self.target_entropy
+            actor_metrics = torch.stack([actor_loss, self.log_alpha * alpha_grad, entropy])
+            if alpha_adam is not None:
+                alpha_adam.step_([alpha_grad])
+        if do_polyak:
+            self.polyak_update()
+        actor_loss, alpha_loss, entropy = actor_metrics
+        metrics = [critic_loss, actor_loss, alpha_loss, alpha, entropy, q_mean, target_q_mean]
+        return torch.stack(metrics), actor_metrics
+
+    def _critic_objective(
+        self, params: list[Tensor], batch: Batch, alpha: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The critic loss as a function of the critics' parameters (for torch.func)."""
+        values = dict(zip(self._critic_names, params, strict=True))
+        loss, q_mean, target_q_mean = functional_call(
+            self._nets, values, (self._critic_loss_eager, batch, alpha)
+        )
+        return loss, (q_mean, target_q_mean)
+
+    def _actor_objective(
+        self, params: list[Tensor], obs: Tensor, alpha: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The actor loss as a function of the actor's parameters (the critics are constants
+        to torch.func: only these parameters are differentiated)."""
+        values = dict(zip(self._actor_names, params, strict=True))
+        return functional_call(self._nets, values, (self._actor_loss_eager, obs, alpha))
 
     def _critic_loss_eager(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The critic loss (sum over critics of the MSE to y), mean Q and mean y."""
@@ -343,4 +446,5 @@ class SAC:
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
+        self._adam = None  # the optimizers' state tensors are new ones
         self.num_updates = int(state["num_updates"])

@@ -182,8 +182,9 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     monkeypatch.setattr(torch, "compile", broken_compile)
     torch.manual_seed(0)
     agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), **{flag: True})
-    # CUDA graphs come from compiling in mode reduce-overhead (Inductor's CUDA graph trees).
-    assert modes == [None, None] if flag == "compile" else ["reduce-overhead"] * 2
+    # compile=true compiles the whole update once; CUDA graphs come from compiling the two
+    # losses in mode reduce-overhead (Inductor's CUDA graph trees).
+    assert modes == [None] if flag == "compile" else ["reduce-overhead"] * 2
     batch = make_batch(32)
     with caplog.at_level("WARNING", logger="sac"):
         first = agent.update(batch)
@@ -237,9 +238,13 @@ class _FailingBackward(torch.autograd.Function):
         raise RuntimeError("backward compilation failed")
 
 
-def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog):
-    """The backward is compiled (and with cudagraphs recorded) at its first calls, outside the
-    compiled forward: a failure there must not stop the run either."""
+@pytest.mark.parametrize(
+    ("flag", "overrides"), [("cudagraphs", {}), ("compile", {"critic_norm": "batch"})]
+)
+def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog, flag, overrides):
+    """Where the losses are compiled one by one (cudagraphs=true; compile=true with batch
+    norm), the backward is compiled (and with cudagraphs recorded) at its first calls, outside
+    the compiled forward: a failure there must not stop the run either."""
 
     def compile_with_failing_backward(fn, mode=None):
         def compiled(*args):
@@ -250,12 +255,13 @@ def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", compile_with_failing_backward)
     torch.manual_seed(0)
-    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), compile=True)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16], **overrides), **{flag: True})
+    assert not agent.one_graph
     before = [p.detach().clone() for p in agent.critic.parameters()]
     with caplog.at_level("WARNING", logger="sac"):
         for _ in range(3):
             metrics = agent.update(make_batch(32))
-    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if f"{flag}=true" in r.getMessage()]
     assert len(warnings) == 1 and "backward compilation failed" in warnings[0]
     assert torch.isfinite(metrics).all() and agent.num_updates == 3 and not agent.compiled
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.critic.parameters()))

@@ -2,6 +2,8 @@
 one) on a CUDA GPU. On CPU, cudagraphs=true is plain compilation in mode "reduce-overhead": the
 test there checks the plumbing; the CUDA graphs themselves run only on a GPU."""
 
+import copy
+
 import pytest
 import torch
 import torch._inductor.config as inductor_config
@@ -31,12 +33,36 @@ def _batch(g: torch.Generator, device: str, n: int = 64) -> Batch:
     )
 
 
+# Options the one-graph update (compile=true) must handle besides the plain agent: DroQ's
+# layer norm and dropout, REDQ's random subset and mean over critics, no target networks
+# with a fixed temperature. (Batch norm configs compile the losses one by one.)
+OPTIONS = {
+    "droq-redq": {
+        "critic_norm": "layer",
+        "critic_dropout": 0.1,
+        "num_critics": 3,
+        "target_subset": 2,
+        "actor_q": "mean",
+    },
+    "no-targets": {"target_networks": False, "autotune_alpha": False, "alpha": 0.1},
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flag", "options"),
+    [
+        ("compile", {}),
+        ("cudagraphs", {}),
+        *(pytest.param("compile", o, id=f"compile-{k}") for k, o in OPTIONS.items()),
+    ],
+)
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("flag", ["compile", "cudagraphs"])
-def test_compiled_update_matches_eager(device, flag):
+def test_compiled_update_matches_eager(device, flag, options):
     # A target update every other step and a delayed actor: both Python branches get taken.
-    cfg = AgentConfig(hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2)
+    cfg = AgentConfig(
+        hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2, **options
+    )
     counters.clear()
     torch.manual_seed(0)
     eager = SAC(OBS, ACT, cfg, device)
@@ -54,6 +80,7 @@ def test_compiled_update_matches_eager(device, flag):
                 metrics[name].append(agent.update(batch))
 
     assert fast.compiled  # it did not fall back to eager
+    assert fast.one_graph == (flag == "compile")
     if flag == "cudagraphs" and device == "cuda":
         # Inductor counts each graph it ran without CUDA graphs (and logs why).
         assert counters["inductor"]["cudagraph_skips"] == 0
@@ -61,12 +88,78 @@ def test_compiled_update_matches_eager(device, flag):
     # Every update's metrics, read only now: with CUDA graphs, a tensor that aliased a graph's
     # output would have been overwritten by the later updates (or refuse to be read).
     torch.testing.assert_close(torch.stack(metrics["fast"]), torch.stack(metrics["eager"]), **tol)
-    for mine, theirs in (
-        (fast.actor, eager.actor),
-        (fast.critic, eager.critic),
-        (fast.critic_target, eager.critic_target),
-    ):
+    nets = [(fast.actor, eager.actor), (fast.critic, eager.critic)]
+    if cfg.target_networks:
+        nets.append((fast.critic_target, eager.critic_target))
+    for mine, theirs in nets:
         for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
             torch.testing.assert_close(p, q, **tol)
     torch.testing.assert_close(fast.log_alpha, eager.log_alpha, **tol)
-    assert not torch.equal(fast.log_alpha, torch.zeros_like(fast.log_alpha))  # it did move
+    if cfg.autotune_alpha:
+        assert not torch.equal(fast.log_alpha, torch.zeros_like(fast.log_alpha))  # it moved
+    # The optimizers' state too (compile=true steps it with its own Adam).
+    for mine, theirs in (
+        (fast.critic_optim, eager.critic_optim),
+        (fast.actor_optim, eager.actor_optim),
+        (fast.alpha_optim, eager.alpha_optim),
+    ):
+        torch.testing.assert_close(mine.state_dict(), theirs.state_dict(), **tol)
+
+
+@pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
+def test_compile_true_captures_the_whole_update_in_one_graph(monkeypatch, options):
+    # Traced only (backend "eager": no Inductor), with fullgraph=True: a graph break anywhere
+    # in the update raises, and the agent would fall back to eager.
+    real_compile = torch.compile
+    compiled = []
+
+    def trace_whole(fn, **kwargs):
+        compiled.append(fn.__name__)
+        return real_compile(fn, backend="eager", fullgraph=True)
+
+    monkeypatch.setattr(torch, "compile", trace_whole)
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = AgentConfig(hidden_sizes=[16], **options)
+    agent = SAC(OBS, ACT, cfg, compile=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        agent.update(_batch(g, "cpu"))
+    assert compiled == ["_update_graph"]
+    assert agent.one_graph and agent.compiled and agent.num_updates == 3
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypatch):
+    """compile=true steps the optimizers with its own Adam on their own state: a checkpoint it
+    wrote resumes in an eager run, and an eager checkpoint in a compiled one, identically."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager"))
+    torch._dynamo.reset()
+    cfg = AgentConfig(hidden_sizes=[16])
+    g = torch.Generator().manual_seed(0)
+    batches = [_batch(g, "cpu") for _ in range(4)]
+    torch.manual_seed(0)
+    first = SAC(OBS, ACT, cfg, compile=True)
+    for b in batches[:2]:
+        first.update(b)
+    # Deep copies, as a checkpoint read from disk is: a state_dict shares the optimizers'
+    # state tensors, which loading keeps, so the agents would step the same moments.
+    state = copy.deepcopy(first.state_dict())
+    eager, compiled = SAC(OBS, ACT, cfg), SAC(OBS, ACT, cfg, compile=True)
+    eager.load_state_dict(copy.deepcopy(state))
+    compiled.update(batches[0])  # its Adam state exists now; loading must replace it
+    compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
+    for step, b in enumerate(batches[2:]):
+        for agent in (first, eager, compiled):
+            torch.manual_seed(step)
+            agent.update(b)
+    for agent in (eager, compiled):
+        assert agent.num_updates == first.num_updates == 4
+        for p, q in zip(agent.critic.parameters(), first.critic.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        for p, q in zip(agent.actor.parameters(), first.actor.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            agent.critic_optim.state_dict(), first.critic_optim.state_dict(), rtol=1e-5, atol=1e-6
+        )

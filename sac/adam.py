@@ -1,0 +1,50 @@
+"""Adam's step written with tensor ops on a torch.optim.Adam's own state, for code that
+torch.compile traces as one graph (the optimizer's fused kernel is opaque to it)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class AdamState:
+    """The parameters of a torch.optim.Adam with one parameter group, their moment estimates
+    and step counts, created where the optimizer has not stepped yet exactly as it would create
+    them (zeros; the step a float32 scalar on the parameter's device, as for fused Adam), so a
+    checkpoint of the optimizer looks the same whichever code stepped it."""
+
+    def __init__(self, optim: torch.optim.Adam) -> None:
+        (group,) = optim.param_groups
+        if group["amsgrad"] or group["weight_decay"] or group["maximize"]:
+            raise ValueError("AdamState supports plain Adam (no amsgrad, weight decay, maximize)")
+        self.lr: float = group["lr"]
+        self.beta1, self.beta2 = group["betas"]
+        self.eps: float = group["eps"]
+        self.params: list[Tensor] = list(group["params"])
+        for p in self.params:
+            if p not in optim.state or not optim.state[p]:
+                optim.state[p] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+        states = [optim.state[p] for p in self.params]
+        self.steps: list[Tensor] = [s["step"] for s in states]
+        self.exp_avgs: list[Tensor] = [s["exp_avg"] for s in states]
+        self.exp_avg_sqs: list[Tensor] = [s["exp_avg_sq"] for s in states]
+
+    @torch.no_grad()
+    def step_(self, grads: list[Tensor]) -> None:
+        """One Adam step with these gradients (one per parameter), in place: torch's update
+        m = lerp(m, g, 1 - b1), v = b2 v + (1 - b2) g^2,
+        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+        torch._foreach_add_(self.steps, 1.0)
+        torch._foreach_lerp_(self.exp_avgs, grads, 1.0 - self.beta1)
+        torch._foreach_mul_(self.exp_avg_sqs, self.beta2)
+        torch._foreach_addcmul_(self.exp_avg_sqs, grads, grads, 1.0 - self.beta2)
+        for p, m, v, t in zip(
+            self.params, self.exp_avgs, self.exp_avg_sqs, self.steps, strict=True
+        ):
+            step_size = self.lr / (1.0 - self.beta1**t)
+            denom = v.sqrt() / (1.0 - self.beta2**t).sqrt() + self.eps
+            p.sub_(step_size * m / denom)

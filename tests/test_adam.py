@@ -1,0 +1,55 @@
+"""AdamState, the Adam step that compile=true traces, against torch.optim.Adam itself."""
+
+import pytest
+import torch
+
+from sac.adam import AdamState
+
+
+def _params(seed: int) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(shape, generator=g)) for shape in [(3, 4), (4,), ()]]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_state_steps_as_torch_adam_does(fused):
+    mine, theirs = _params(0), _params(0)
+    kwargs = {"lr": 3e-3, "betas": (0.5, 0.99), "eps": 1e-6}
+    torch_adam = torch.optim.Adam(theirs, **kwargs, fused=fused)
+    my_optim = torch.optim.Adam(mine, **kwargs, fused=fused)
+    state = AdamState(my_optim)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        grads = [torch.randn(p.shape, generator=g) * 10 for p in theirs]
+        for p, grad in zip(theirs, grads):
+            p.grad = grad
+        torch_adam.step()
+        state.step_(grads)
+    for p, q, start in zip(mine, theirs, _params(0)):
+        assert not torch.equal(p, start)  # it moved
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # The optimizer's own state moved: a checkpoint of it, loaded into torch's Adam, carries on.
+    mine_sd, theirs_sd = my_optim.state_dict()["state"], torch_adam.state_dict()["state"]
+    for i in theirs_sd:
+        for key, value in theirs_sd[i].items():
+            torch.testing.assert_close(mine_sd[i][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_state_creates_the_state_fused_adam_would():
+    params = _params(0)
+    torch_adam = torch.optim.Adam(params, fused=True)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    torch_adam.step()  # creates its state (zero gradients: the moments stay zero)
+    expected = torch_adam.state_dict()["state"]
+    created = AdamState(torch.optim.Adam(_params(0), fused=True))
+    for i, (m, v, t) in enumerate(zip(created.exp_avgs, created.exp_avg_sqs, created.steps)):
+        for mine, theirs in ((m, expected[i]["exp_avg"]), (v, expected[i]["exp_avg_sq"])):
+            assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+            assert not mine.any()
+        assert t.shape == () and t.dtype == expected[i]["step"].dtype and t.item() == 0.0
+
+
+def test_adam_state_refuses_options_it_does_not_implement():
+    with pytest.raises(ValueError, match="weight decay"):
+        AdamState(torch.optim.Adam(_params(0), weight_decay=0.1))
