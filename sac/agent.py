@@ -147,16 +147,24 @@ class SAC:
             self._nets = _Call(self.actor, self.critic)
             self._critic_names = [f"critic.{n}" for n, _ in self.critic.named_parameters()]
             self._actor_names = [f"actor.{n}" for n, _ in self.actor.named_parameters()]
-            self._graph_update = torch.compile(self._update_graph)
+            # fallback_random: the policy noise and dropout masks come from torch's own
+            # generator, so a seed gives the same draws compiled or not. (On this project's
+            # 2-core CPU Inductor's own random kernels are also slower: 60 against 9 us for
+            # `torch.randn_like(x) * x` over 256 x 6, a one-off timing.)
+            self._graph_update = torch.compile(
+                self._update_graph, options={"fallback_random": True}
+            )
         elif self.compiled:
             mode = "reduce-overhead" if cudagraphs else None
             self._critic_loss = torch.compile(self._critic_loss_eager, mode=mode)
             self._actor_loss = torch.compile(self._actor_loss_eager, mode=mode)
-        # Steps still guarded against compile failures (see _minimise and _update_compiled).
-        self._probation = dict.fromkeys(("critic", "actor", "update"), PROBATION_STEPS)
+        # Steps of each loss still guarded against compile failures (see _minimise), and the
+        # (actor step, Polyak update) flags the one graph has already run with.
+        self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)
+        self._graphs_run: set[tuple[bool, bool]] = set()
 
     def _compile_failed(self, error: Exception) -> None:
-        """Warn once and run both losses eagerly from now on."""
+        """Warn once and run the update eagerly from now on."""
         if self.compiled:
             first_line = (str(error).strip().splitlines() or [""])[0][:200]
             log.warning(
@@ -223,15 +231,15 @@ class SAC:
             alpha_adam = AdamState(self.alpha_optim) if self.cfg.autotune_alpha else None
             self._adam = (AdamState(self.critic_optim), AdamState(self.actor_optim), alpha_adam)
         args = (batch, self._actor_metrics, do_actor, do_polyak)
-        if self._probation["update"] > 0:
-            # Compilation happens at the first calls (one graph for each pair of flags); a
-            # failure there falls back to eager, with one warning, and redoes this update.
+        if (do_actor, do_polyak) not in self._graphs_run:
+            # The first call with each pair of flags compiles a graph for it; a failure there
+            # falls back to eager, with one warning, and redoes this update.
             try:
                 metrics, self._actor_metrics = self._graph_update(*args)
             except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
                 self._compile_failed(e)
                 return self.update(batch)
-            self._probation["update"] -= 1
+            self._graphs_run.add((do_actor, do_polyak))
         else:
             metrics, self._actor_metrics = self._graph_update(*args)
         self.num_updates = n

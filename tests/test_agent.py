@@ -171,7 +171,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     """A platform that cannot compile (no C++ compiler, unsupported backend) keeps training."""
     modes = []
 
-    def broken_compile(fn, mode=None):
+    def broken_compile(fn, mode=None, **kwargs):
         modes.append(mode)
 
         def compiled(*args):
@@ -200,7 +200,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
 def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog, failing):
     """CUDA graphs are recorded after a warm-up call: a failure there must not stop the run."""
 
-    def compile_failing_at_call_3(fn, mode=None):
+    def compile_failing_at_call_3(fn, mode=None, **kwargs):
         calls = []
 
         def compiled(*args):
@@ -226,6 +226,34 @@ def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog,
     assert all(p.requires_grad for p in agent.critic.parameters())
 
 
+def test_compile_true_guards_the_first_call_with_each_pair_of_flags(monkeypatch, caplog):
+    """compile=true compiles a graph for each (actor step, Polyak update) pair at its first
+    call: with a delayed actor that can be long after the first updates."""
+    calls = []
+
+    def compile_failing_at_first_actor_step(fn, mode=None, **kwargs):
+        def compiled(batch, actor_metrics, do_actor, do_polyak):
+            calls.append(do_actor)
+            if do_actor:
+                raise RuntimeError("compiling the actor's graph failed")
+            return fn(batch, actor_metrics, do_actor, do_polyak)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_failing_at_first_actor_step)
+    agent = make_agent(actor_update_interval=5)
+    agent = SAC(OBS, ACT, agent.cfg, compile=True)
+    assert agent.one_graph
+    with caplog.at_level("WARNING", logger="sac"):
+        for _ in range(6):
+            metrics = agent.update(make_batch(32))
+    assert calls == [False] * 4 + [True]  # the fifth update failed and was redone eagerly
+    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    assert len(warnings) == 1 and "actor's graph failed" in warnings[0]
+    assert torch.isfinite(metrics).all() and agent.num_updates == 6 and not agent.one_graph
+    assert agent.actor_optim.state  # the actor did step, eagerly
+
+
 class _FailingBackward(torch.autograd.Function):
     """Identity whose backward raises, as a compiled backward that cannot be built would."""
 
@@ -246,7 +274,7 @@ def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog, fl
     norm), the backward is compiled (and with cudagraphs recorded) at its first calls, outside
     the compiled forward: a failure there must not stop the run either."""
 
-    def compile_with_failing_backward(fn, mode=None):
+    def compile_with_failing_backward(fn, mode=None, **kwargs):
         def compiled(*args):
             loss, *rest = fn(*args)
             return (_FailingBackward.apply(loss), *rest)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch._inductor.config as inductor_config
 from torch import nn
 
 from sac.agent import SAC, Batch
@@ -94,22 +93,20 @@ def test_fast_update_matches_plain_reference(compile):
     fast = SAC(OBS, ACT, cfg, compile=compile)
     ref = ReferenceSAC(fast, cfg)
     g = torch.Generator().manual_seed(1)
-    # Inductor draws its own random numbers unless told to call eager's generator: this makes
-    # the compiled update use the very noise the reference uses. (config.patch, not
-    # monkeypatch: undoing a monkeypatch deletes the option from Inductor's config module.)
-    with inductor_config.patch(fallback_random=True):
-        for step in range(10):
-            batch = Batch(
-                torch.randn(64, OBS, generator=g),
-                torch.rand(64, ACT, generator=g) * 2 - 1,
-                torch.randn(64, generator=g),
-                torch.randn(64, OBS, generator=g),
-                (torch.rand(64, generator=g) < 0.1).float(),
-            )
-            torch.manual_seed(100 + step)  # the same policy noise for both
-            fast.update(batch)
-            torch.manual_seed(100 + step)
-            ref.update(batch)
+    # compile=true compiles with Inductor's fallback_random, so the compiled update draws the
+    # very noise the reference draws from the same seed.
+    for step in range(10):
+        batch = Batch(
+            torch.randn(64, OBS, generator=g),
+            torch.rand(64, ACT, generator=g) * 2 - 1,
+            torch.randn(64, generator=g),
+            torch.randn(64, OBS, generator=g),
+            (torch.rand(64, generator=g) < 0.1).float(),
+        )
+        torch.manual_seed(100 + step)  # the same policy noise for both
+        fast.update(batch)
+        torch.manual_seed(100 + step)
+        ref.update(batch)
 
     tol = {"rtol": 1e-4, "atol": 1e-5}
     for p, r in zip(fast.actor.parameters(), ref.actor.parameters()):
