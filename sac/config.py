@@ -91,7 +91,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int = 0  # 0: PyTorch's default
-    compile: bool = False  # torch.compile the losses (falls back to eager where it cannot)
+    # torch.compile the whole update as one graph (the two losses one by one with batch
+    # norm); falls back to eager where it cannot compile
+    compile: bool = False
     # CUDA only: compile the losses with mode="reduce-overhead", so each compiled forward and
     # backward replays as one CUDA graph (implies compile)
     cudagraphs: bool = False
