@@ -82,6 +82,40 @@ def test_same_seed_same_run_on_cpu(make_cfg, tmp_path):
         torch.testing.assert_close(params[0][k], params[1][k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    "extra", [[], ["env.num_envs=2", "agent.updates_per_step=1.5"]], ids=["1env", "2envs-utd1.5"]
+)
+def test_a_compiled_run_takes_the_eager_runs_actions(make_cfg, tmp_path, monkeypatch, extra):
+    """A compile=true run (the update as one graph) collects the same transitions and ends
+    with the same parameters as an eager run with the same seed. (Traced only: Inductor's
+    code generation is tested in test_compiled_update.py.)"""
+    real_compile = torch.compile
+
+    def trace_whole(fn, **kwargs):
+        return real_compile(fn, backend="eager", fullgraph=True)
+
+    monkeypatch.setattr(torch, "compile", trace_whole)
+    torch._dynamo.reset()
+    runs = {}
+    for name in ("eager", "compile"):
+        flag = f"compile={name == 'compile'}".lower()
+        cfg = make_cfg(*SHORT, "total_steps=300", "checkpoint_every=0", flag, *extra)
+        trainer = Trainer(cfg, tmp_path / name)
+        trainer.train()
+        assert trainer.agent.one_graph == (name == "compile")  # it did not fall back
+        runs[name] = trainer
+    n = len(runs["eager"].buffer)
+    assert n == len(runs["compile"].buffer) == 300
+    assert runs["compile"].agent.num_updates == runs["eager"].agent.num_updates > 0
+    tol = {"rtol": 1e-4, "atol": 1e-4}
+    for field in ("action", "obs"):
+        mine, theirs = getattr(runs["compile"].buffer, field), getattr(runs["eager"].buffer, field)
+        torch.testing.assert_close(mine[:n], theirs[:n], **tol)
+    eager_actor = runs["eager"].agent.actor.parameters()
+    for p, q in zip(runs["compile"].agent.actor.parameters(), eager_actor, strict=True):
+        torch.testing.assert_close(p, q, **tol)
+
+
 def test_vector_envs_count_transitions_and_utd(make_cfg, tmp_path):
     cfg = make_cfg(
         *SHORT,
