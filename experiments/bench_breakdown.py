@@ -86,9 +86,11 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
 
 def update_flops(agent: SAC, buffer: ReplayBuffer, batch_size: int) -> int:
     """Floating-point operations of one update's matmuls, forward and backward (FlopCounterMode
-    counts matmuls and convolutions only; the elementwise work is not in it)."""
+    counts matmuls and convolutions only; the elementwise work is not in it). Compiled code
+    runs eagerly here, the same maths: a dispatch mode such as FlopCounterMode cannot run
+    inside it (and compile=true compiles with fullgraph, which then refuses to run)."""
     counter = FlopCounterMode(display=False)
-    with counter:
+    with torch.compiler.set_stance("force_eager"), counter:
         agent.update(buffer.sample(batch_size))
     return counter.get_total_flops()
 

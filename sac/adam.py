@@ -10,8 +10,9 @@ from torch import Tensor
 class AdamState:
     """The parameters of a torch.optim.Adam with one parameter group, their moment estimates
     and step counts, created where the optimizer has not stepped yet exactly as it would create
-    them (zeros; the step a float32 scalar on the parameter's device, as for fused Adam), so a
-    checkpoint of the optimizer looks the same whichever code stepped it."""
+    them (zeros; the step a float32 scalar, on the parameter's device for fused or capturable
+    Adam and on the CPU otherwise), so a checkpoint of the optimizer looks the same whichever
+    code stepped it."""
 
     def __init__(self, optim: torch.optim.Adam) -> None:
         (group,) = optim.param_groups
@@ -21,10 +22,13 @@ class AdamState:
         self.beta1, self.beta2 = group["betas"]
         self.eps: float = group["eps"]
         self.params: list[Tensor] = list(group["params"])
+        on_device = group["fused"] or group["capturable"]
         for p in self.params:
             if p not in optim.state or not optim.state[p]:
                 optim.state[p] = {
-                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "step": torch.zeros(
+                        (), dtype=torch.float32, device=p.device if on_device else "cpu"
+                    ),
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                 }
@@ -37,7 +41,9 @@ class AdamState:
     def step_(self, grads: list[Tensor]) -> None:
         """One Adam step with these gradients (one per parameter), in place: torch's update
         m = lerp(m, g, 1 - b1), v = b2 v + (1 - b2) g^2,
-        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+        with the bias corrections in float64 as fused Adam computes them (in float32,
+        1 - 0.999^1 is off by 1e-5 of itself)."""
         torch._foreach_add_(self.steps, 1.0)
         torch._foreach_lerp_(self.exp_avgs, grads, 1.0 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sqs, self.beta2)
@@ -45,6 +51,7 @@ class AdamState:
         for p, m, v, t in zip(
             self.params, self.exp_avgs, self.exp_avg_sqs, self.steps, strict=True
         ):
-            step_size = self.lr / (1.0 - self.beta1**t)
-            denom = v.sqrt() / (1.0 - self.beta2**t).sqrt() + self.eps
+            t64 = t.double()
+            step_size = self.lr / (1.0 - self.beta1**t64)
+            denom = v.sqrt() / (1.0 - self.beta2**t64).sqrt() + self.eps
             p.sub_(step_size * m / denom)

@@ -151,13 +151,18 @@ class SAC:
             # generator, so a seed gives the same draws compiled or not. (On this project's
             # 2-core CPU Inductor's own random kernels are also slower: 60 against 9 us for
             # `torch.randn_like(x) * x` over 256 x 6, a one-off timing.)
+            # fullgraph: a graph break raises while tracing, before anything has changed, so
+            # the fallback to eager never redoes half an update.
             self._graph_update = torch.compile(
-                self._update_graph, options={"fallback_random": True}
+                self._update_graph, fullgraph=True, options={"fallback_random": True}
             )
+        elif cudagraphs:  # (torch.compile takes a mode or options, not both)
+            self._critic_loss = torch.compile(self._critic_loss_eager, mode="reduce-overhead")
+            self._actor_loss = torch.compile(self._actor_loss_eager, mode="reduce-overhead")
         elif self.compiled:
-            mode = "reduce-overhead" if cudagraphs else None
-            self._critic_loss = torch.compile(self._critic_loss_eager, mode=mode)
-            self._actor_loss = torch.compile(self._actor_loss_eager, mode=mode)
+            random = {"fallback_random": True}
+            self._critic_loss = torch.compile(self._critic_loss_eager, options=random)
+            self._actor_loss = torch.compile(self._actor_loss_eager, options=random)
         # Steps of each loss still guarded against compile failures (see _minimise), and the
         # (actor step, Polyak update) flags the one graph has already run with.
         self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)

@@ -14,13 +14,14 @@ def _params(seed: int) -> list[torch.nn.Parameter]:
 @pytest.mark.parametrize("fused", [True, False])
 def test_adam_state_steps_as_torch_adam_does(fused):
     mine, theirs = _params(0), _params(0)
-    kwargs = {"lr": 3e-3, "betas": (0.5, 0.99), "eps": 1e-6}
+    # eps large against sqrt(v) (gradients of about 0.1), so where it is added matters.
+    kwargs = {"lr": 3e-3, "betas": (0.5, 0.99), "eps": 0.05}
     torch_adam = torch.optim.Adam(theirs, **kwargs, fused=fused)
     my_optim = torch.optim.Adam(mine, **kwargs, fused=fused)
     state = AdamState(my_optim)
     g = torch.Generator().manual_seed(1)
     for _ in range(6):
-        grads = [torch.randn(p.shape, generator=g) * 10 for p in theirs]
+        grads = [torch.randn(p.shape, generator=g) * 0.1 for p in theirs]
         for p, grad in zip(theirs, grads):
             p.grad = grad
         torch_adam.step()
@@ -47,7 +48,18 @@ def test_adam_state_creates_the_state_fused_adam_would():
         for mine, theirs in ((m, expected[i]["exp_avg"]), (v, expected[i]["exp_avg_sq"])):
             assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
             assert not mine.any()
-        assert t.shape == () and t.dtype == expected[i]["step"].dtype and t.item() == 0.0
+        step = expected[i]["step"]
+        assert t.shape == () and t.dtype == step.dtype and t.device == step.device
+        assert t.item() == 0.0
+
+
+def test_adam_state_keeps_a_non_fused_adams_step_on_the_cpu():
+    # torch keeps `step` on the CPU unless Adam is fused or capturable (it is read on the
+    # host); AdamState makes the same layout. Parameters on the meta device tell them apart.
+    params = [torch.nn.Parameter(torch.empty(3, 4, device="meta"))]
+    state = AdamState(torch.optim.Adam(params, foreach=False))
+    assert state.steps[0].device.type == "cpu" and state.steps[0].dtype == torch.float32
+    assert state.exp_avgs[0].device.type == "meta"
 
 
 def test_adam_state_refuses_options_it_does_not_implement():

@@ -184,7 +184,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), **{flag: True})
     # compile=true compiles the whole update once; CUDA graphs come from compiling the two
     # losses in mode reduce-overhead (Inductor's CUDA graph trees).
-    assert modes == [None] if flag == "compile" else ["reduce-overhead"] * 2
+    assert modes == ([None] if flag == "compile" else ["reduce-overhead"] * 2)
     batch = make_batch(32)
     with caplog.at_level("WARNING", logger="sac"):
         first = agent.update(batch)
