@@ -13,9 +13,12 @@ FROM python:3.11-slim-bookworm
 # No jemalloc or other allocator: measured on this project it gave no speed gain
 # (experiments/results/speed_HalfCheetah-v5*.md: 159 env steps/s with jemalloc, 162 with glibc
 # malloc), so the image keeps glibc's malloc, one thing fewer to go wrong.
+# g++: torch.compile (compile=true, cudagraphs=true) writes C++ that Inductor builds on the CPU,
+# and Triton builds its CUDA launchers with the C compiler; without one, compilation fails and
+# training goes on uncompiled (one warning). experiments/docker_check.sh runs compile=true here.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libegl1 libgl1 libglvnd0 libgles2 libopengl0 \
-        libgl1-mesa-dri \
+        libgl1-mesa-dri g++ \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 1000 sac && mkdir -p /work && chmod 1777 /work
 

@@ -2,7 +2,8 @@
 # The Docker image, built and run for real: build it, rebuild it after a code-only change (only
 # the steps from `COPY sac` on may rebuild), check the image (non-root user, sac-train entry
 # point, `pip freeze` = docker/constraints.txt), train InvertedPendulum-v5 for 400 steps in it,
-# evaluate the checkpoint with a video in it, and check the files on the host (checkpoint,
+# evaluate the checkpoint with a video in it, train 300 steps with compile=true (refused if it
+# fell back to eager: no compiler in the image), and check the files on the host (checkpoint,
 # metrics.csv, eval.json, an MP4 whose first frame is not blank, all owned by the --user uid).
 # Writes a markdown report (default experiments/results/docker.md) and exits non-zero with a
 # "docker_check: error: ..." line on any failure.
@@ -94,6 +95,11 @@ podman)
     # Rootless podman maps container uids to subordinate ones: keep-id makes --user's uid the
     # invoking user's on the host too.
     [[ "$(id -u)" == 0 ]] || RUN_FLAGS+=(--userns=keep-id)
+    # Rootful podman raises a container's open-files and process limits to its own defaults,
+    # which a host with lower hard limits refuses ("runc: error setting rlimit ...: operation
+    # not permitted"; seen in a sandboxed machine): ask for the host's open-files limit and
+    # 4096 processes, plenty for a training run.
+    RUN_FLAGS+=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
     ;;
 *) fail "ENGINE=$ENGINE: use docker or podman" ;;
 esac
@@ -115,7 +121,10 @@ make_standin() {
     local root mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
     root="$(mktemp -d "${TMPDIR:-/tmp}/sac-base.XXXXXX")"
     say "building a stand-in for $BASE with debootstrap from $mirror (once; a few minutes)"
-    debootstrap --variant=minbase --include=python3,python3-pip,python-is-python3,ca-certificates \
+    # python3.11-dev: the official image ships Python's C headers, which torch.compile's C++
+    # needs (Python.h); Debian keeps them apart.
+    debootstrap --variant=minbase \
+        --include=python3,python3-pip,python-is-python3,python3.11-dev,ca-certificates \
         bookworm "$root" "$mirror" >"$root.log" 2>&1 ||
         fail "debootstrap failed (last lines of $root.log: $(tail -3 "$root.log" | tr '\n' ' '))"
     # Like the official image: slim (no docs, man pages or translations, also for what the
@@ -338,6 +347,25 @@ EVAL_MEAN="$(sed -n 's/^ *"mean": \([-0-9.e+]*\),*$/\1/p' "$EVAL_JSON")"
 VIDEO="$FRAMES frames of $RES, first frame's pixel std $PIXEL_STD"
 say "evaluated in $EVAL_S s: mean return $EVAL_MEAN, video $(human "$(stat -c %s "$MP4")"): $VIDEO"
 
+# compile=true in the image: Inductor builds C++ on the CPU, so the image needs a compiler;
+# without one the update falls back to eager with a warning, which this check refuses.
+COMPILE_ARGS=(env=inverted_pendulum total_steps=300 agent.warmup_steps=200 eval_every=0
+    eval_episodes=1 checkpoint_every=0 device=cpu torch_threads=1 compile=true)
+COMPILE_RUNS="$TMP/runs_compile"
+mkdir -p "$COMPILE_RUNS"
+chown "$RUN_USER" "$COMPILE_RUNS"
+say "sac-train ${COMPILE_ARGS[*]}"
+t="$(now)"
+"$ENGINE" run --rm "${RUN_FLAGS[@]}" --user "$RUN_USER" -v "$COMPILE_RUNS:/work/runs" "$IMAGE" \
+    "${COMPILE_ARGS[@]}" >"$TMP/compile.log" 2>&1 ||
+    { tail -20 "$TMP/compile.log" >&2; fail "sac-train compile=true failed in the image"; }
+COMPILE_S="$(since "$t")"
+if grep -q "torch.compile failed" "$TMP/compile.log"; then
+    fail "compile=true fell back to eager in the image: $(grep -m1 'torch.compile failed' \
+        "$TMP/compile.log")"
+fi
+say "trained with compile=true in $COMPILE_S s, compiled (no fallback warning)"
+
 not_owned="$(find "$RUNS" ! -uid "$RUN_UID" -print -quit)"
 [[ -z "$not_owned" ]] || fail "files not owned by uid $RUN_UID (--user): $not_owned"
 FILES="$(find "$RUNS" -type f | sort | while read -r f; do
@@ -377,6 +405,7 @@ on the CPU). Engine: $ENGINE $ENGINE_VERSION. Base image \`$BASE\`: $BASE_KIND, 
 | \`sac-train ${TRAIN_ARGS[*]}\` | $TRAIN_S s (container start to exit) |
 | \`sac-eval ${EVAL_ARGS[*]}\` | $EVAL_S s, mean return $EVAL_MEAN |
 | its video | $VIDEO |
+| \`sac-train ${COMPILE_ARGS[*]}\` | $COMPILE_S s, compiled (no fallback warning in its log) |
 
 Files the two runs wrote to the mounted \`runs/\`, all owned by uid $RUN_UID:
 
