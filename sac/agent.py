@@ -202,7 +202,6 @@ class SAC:
         """
         if self.one_graph:
             return self._update_compiled(batch)
-        cfg = self.cfg
         if self.cudagraphs:
             # One update is one iteration of the CUDA graph trees: outputs of the previous
             # update's graphs may be overwritten from here on.
@@ -217,20 +216,26 @@ class SAC:
         critic_metrics = torch.stack([critic_loss.detach(), q_mean, target_q_mean])
 
         self.num_updates += 1
-        if self.num_updates % cfg.actor_update_interval == 0:
+        do_actor, do_polyak = self._due(self.num_updates)
+        if do_actor:
             self._actor_metrics = self._actor_step(batch.obs, alpha)
-        if self.critic_target is not None and self.num_updates % cfg.target_update_interval == 0:
+        if do_polyak:
             self.polyak_update()
 
         loss, q, target_q = critic_metrics
         actor_loss, alpha_loss, entropy = self._actor_metrics
         return torch.stack([loss, actor_loss, alpha_loss, alpha, entropy, q, target_q])
 
+    def _due(self, n: int) -> tuple[bool, bool]:
+        """Whether the n-th update also steps the actor, and whether a Polyak update follows."""
+        do_actor = n % self.cfg.actor_update_interval == 0
+        do_polyak = self.critic_target is not None and n % self.cfg.target_update_interval == 0
+        return do_actor, do_polyak
+
     def _update_compiled(self, batch: Batch) -> Tensor:
         """`update` as one compiled graph (compile=true without batch norm)."""
         n = self.num_updates + 1
-        do_actor = n % self.cfg.actor_update_interval == 0
-        do_polyak = self.critic_target is not None and n % self.cfg.target_update_interval == 0
+        do_actor, do_polyak = self._due(n)
         if self._adam is None:
             # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
             alpha_adam = AdamState(self.alpha_optim) if self.cfg.autotune_alpha else None
@@ -270,10 +275,8 @@ class SAC:
                 actor_adam.params, batch.obs, alpha
             )
             actor_adam.step_(grads)
-            # The temperature's gradient, set directly as in _actor_step.
-            entropy = -log_prob.mean()
-            alpha_grad = entropy - self.target_entropy
-            actor_metrics = torch.stack([actor_loss, self.log_alpha * alpha_grad, entropy])
+            entropy, alpha_grad, alpha_loss = self._temperature_terms(log_prob)
+            actor_metrics = torch.stack([actor_loss, alpha_loss, entropy])
             if alpha_adam is not None:
                 alpha_adam.step_([alpha_grad])
         if do_polyak:
@@ -351,16 +354,22 @@ class SAC:
         )
         self.actor_optim.step()
 
-        # Temperature: J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)]. It is linear
-        # in log_alpha, so its gradient -E[log pi(a|s) + target_entropy] is set directly,
-        # without a backward pass through autograd for one scalar.
-        entropy = -log_prob.detach().mean()
-        alpha_grad = entropy - self.target_entropy
-        alpha_loss = self.log_alpha.detach() * alpha_grad
+        entropy, alpha_grad, alpha_loss = self._temperature_terms(log_prob)
         if self.cfg.autotune_alpha:
             self.log_alpha.grad = alpha_grad
             self.alpha_optim.step()
         return torch.stack([actor_loss.detach(), alpha_loss, entropy])
+
+    def _temperature_terms(self, log_prob: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The entropy estimate, the temperature's gradient and its loss.
+
+        J(alpha) = E[-log_alpha * (log pi(a|s) + target_entropy)] is linear in log_alpha, so
+        its gradient -E[log pi(a|s) + target_entropy] is set directly, without a backward pass
+        through autograd for one scalar.
+        """
+        entropy = -log_prob.detach().mean()
+        alpha_grad = entropy - self.target_entropy
+        return entropy, alpha_grad, self.log_alpha.detach() * alpha_grad
 
     def _actor_forward(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """The actor loss and log pi(a|s), with the critics frozen while it is built."""
