@@ -131,15 +131,16 @@ class SAC:
         # compile=true: the whole update (both losses, their gradients through torch.func,
         # the Adam steps and the Polyak update) is one function that torch.compile captures
         # as one graph, so it runs without autograd's and the optimizers' per-op Python
-        # overhead. Batch norm updates running statistics inside the differentiated losses,
-        # which torch.func.grad refuses, so configs with it compile the two losses instead
-        # (forward and, through AOTAutograd, backward), with the optimizer steps eager.
-        # cudagraphs: the two losses with mode="reduce-overhead", whose CUDA graph trees replay
-        # each compiled forward and backward as one graph on CUDA (on CPU plain compilation).
+        # overhead. cudagraphs=true: that graph, with Inductor's CUDA graph trees on, so on
+        # CUDA an update is one graph replay. Batch norm updates running statistics inside the
+        # differentiated losses, which torch.func.grad refuses, so configs with it compile the
+        # two losses instead (forward and, through AOTAutograd, backward; with cudagraphs in
+        # mode "reduce-overhead", which replays each as a CUDA graph), with the optimizer
+        # steps eager. (On CPU, CUDA graphs do not apply: Inductor compiles without them.)
         self.cudagraphs = cudagraphs
         self.compiled = compile or cudagraphs
         batch_norm = cfg.critic_norm == "batch" or cfg.actor_batch_norm
-        self.one_graph = compile and not cudagraphs and not batch_norm
+        self.one_graph = self.compiled and not batch_norm
         self._critic_loss: Callable[..., Any] = self._critic_loss_eager
         self._actor_loss: Callable[..., Any] = self._actor_loss_eager
         self._adam: tuple[AdamState, AdamState, AdamState | None] | None = None  # at first use
@@ -153,9 +154,8 @@ class SAC:
             # `torch.randn_like(x) * x` over 256 x 6, a one-off timing.)
             # fullgraph: a graph break raises while tracing, before anything has changed, so
             # the fallback to eager never redoes half an update.
-            self._graph_update = torch.compile(
-                self._update_graph, fullgraph=True, options={"fallback_random": True}
-            )
+            options = {"fallback_random": True, "triton.cudagraphs": cudagraphs}
+            self._graph_update = torch.compile(self._update_graph, fullgraph=True, options=options)
         elif cudagraphs:  # (torch.compile takes a mode or options, not both)
             self._critic_loss = torch.compile(self._critic_loss_eager, mode="reduce-overhead")
             self._actor_loss = torch.compile(self._actor_loss_eager, mode="reduce-overhead")
@@ -164,9 +164,10 @@ class SAC:
             self._critic_loss = torch.compile(self._critic_loss_eager, options=random)
             self._actor_loss = torch.compile(self._actor_loss_eager, options=random)
         # Steps of each loss still guarded against compile failures (see _minimise), and the
-        # (actor step, Polyak update) flags the one graph has already run with.
+        # calls of the one graph with each (actor step, Polyak update) pair of flags still
+        # guarded: the first compiles it; with CUDA graphs, a later one records it.
         self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)
-        self._graphs_run: set[tuple[bool, bool]] = set()
+        self._graph_probation: dict[tuple[bool, bool], int] = {}
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run the update eagerly from now on."""
@@ -200,12 +201,12 @@ class SAC:
         Returns the metrics named in METRIC_NAMES as one tensor on the device: reading it is
         left to the caller, so the update itself never waits for the device.
         """
-        if self.one_graph:
-            return self._update_compiled(batch)
         if self.cudagraphs:
             # One update is one iteration of the CUDA graph trees: outputs of the previous
             # update's graphs may be overwritten from here on.
             torch.compiler.cudagraph_mark_step_begin()
+        if self.one_graph:
+            return self._update_compiled(batch)
         alpha = self.log_alpha.detach().exp()
 
         critic_loss, q_mean, target_q_mean = self._minimise(
@@ -233,36 +234,56 @@ class SAC:
         return do_actor, do_polyak
 
     def _update_compiled(self, batch: Batch) -> Tensor:
-        """`update` as one compiled graph (compile=true without batch norm)."""
+        """`update` as one compiled graph (compile=true or cudagraphs=true, no batch norm)."""
         n = self.num_updates + 1
         do_actor, do_polyak = self._due(n)
         if self._adam is None:
             # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
             alpha_adam = AdamState(self.alpha_optim) if self.cfg.autotune_alpha else None
             self._adam = (AdamState(self.critic_optim), AdamState(self.actor_optim), alpha_adam)
+            if self.cudagraphs:
+                self._mark_static()
+        flags = (do_actor, do_polyak)
         args = (batch, self._actor_metrics, do_actor, do_polyak)
-        if (do_actor, do_polyak) not in self._graphs_run:
-            # The first call with each pair of flags compiles a graph for it; a failure there
-            # falls back to eager, with one warning, and redoes this update.
+        probation = self._graph_probation.setdefault(
+            flags, PROBATION_STEPS if self.cudagraphs else 1
+        )
+        if probation > 0:
+            # The first call with each pair of flags compiles a graph for it (with CUDA graphs
+            # a later one records it); a failure there falls back to eager, with one warning,
+            # and redoes this update.
             try:
-                metrics, self._actor_metrics = self._graph_update(*args)
+                metrics = self._graph_update(*args)
             except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
                 self._compile_failed(e)
                 return self.update(batch)
-            self._graphs_run.add((do_actor, do_polyak))
+            self._graph_probation[flags] = probation - 1
         else:
-            metrics, self._actor_metrics = self._graph_update(*args)
+            metrics = self._graph_update(*args)
         self.num_updates = n
-        return metrics
+        # A CUDA graph's output lives in its memory pool until the next replay overwrites it.
+        return metrics.clone() if self.cudagraphs else metrics
+
+    def _mark_static(self) -> None:
+        """Tell torch.compile that the tensors the update writes in place (besides the
+        networks' parameters, which it knows) keep their memory from call to call: CUDA graph
+        trees record a graph only if it mutates no other input."""
+        assert self._adam is not None
+        for adam in self._adam:
+            if adam is not None:
+                for t in (*adam.steps, *adam.exp_avgs, *adam.exp_avg_sqs):
+                    torch._dynamo.mark_static_address(t)
+        torch._dynamo.mark_static_address(self.log_alpha)
+        torch._dynamo.mark_static_address(self._actor_metrics)
 
     @torch.no_grad()  # gradients come from torch.func, which ignores an outer no_grad
     def _update_graph(
         self, batch: Batch, actor_metrics: Tensor, do_actor: bool, do_polyak: bool
-    ) -> tuple[Tensor, Tensor]:
+    ) -> Tensor:
         """The update of `update` as one function of tensors, for torch.compile: the same
         losses, differentiated by torch.func.grad_and_value instead of backward(), and Adam
-        steps on the optimizers' own state (AdamState). Returns the metrics and the
-        [actor loss, alpha loss, entropy] of the latest actor step."""
+        steps on the optimizers' own state (AdamState). Writes [actor loss, alpha loss,
+        entropy] of an actor step into `actor_metrics`, in place; returns the metrics."""
         assert self._adam is not None
         critic_adam, actor_adam, alpha_adam = self._adam
         alpha = self.log_alpha.exp()
@@ -276,14 +297,14 @@ class SAC:
             )
             actor_adam.step_(grads)
             entropy, alpha_grad, alpha_loss = self._temperature_terms(log_prob)
-            actor_metrics = torch.stack([actor_loss, alpha_loss, entropy])
+            actor_metrics.copy_(torch.stack([actor_loss, alpha_loss, entropy]))
             if alpha_adam is not None:
                 alpha_adam.step_([alpha_grad])
         if do_polyak:
             self.polyak_update()
         actor_loss, alpha_loss, entropy = actor_metrics
         metrics = [critic_loss, actor_loss, alpha_loss, alpha, entropy, q_mean, target_q_mean]
-        return torch.stack(metrics), actor_metrics
+        return torch.stack(metrics)
 
     def _critic_objective(
         self, params: list[Tensor], batch: Batch, alpha: Tensor

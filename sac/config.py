@@ -94,8 +94,9 @@ class TrainConfig:
     # torch.compile the whole update as one graph (the two losses one by one with batch
     # norm); falls back to eager where it cannot compile
     compile: bool = False
-    # CUDA only: compile the two losses one by one (not compile's one graph) with
-    # mode="reduce-overhead", so each compiled forward and backward replays as one CUDA graph
+    # CUDA only: compile's one graph with Inductor's CUDA graph trees, so an update is one
+    # CUDA graph replay (with batch norm: each loss's forward and backward, mode
+    # "reduce-overhead")
     cudagraphs: bool = False
     # float32 matmul precision (torch.set_float32_matmul_precision): highest keeps IEEE float32;
     # high allows TF32 on NVIDIA GPUs (Ampere and newer); medium also allows bfloat16 inner

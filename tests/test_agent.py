@@ -182,9 +182,8 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     monkeypatch.setattr(torch, "compile", broken_compile)
     torch.manual_seed(0)
     agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), **{flag: True})
-    # compile=true compiles the whole update once; CUDA graphs come from compiling the two
-    # losses in mode reduce-overhead (Inductor's CUDA graph trees).
-    assert modes == ([None] if flag == "compile" else ["reduce-overhead"] * 2)
+    # Both compile the whole update once (cudagraphs=true with Inductor's CUDA graph trees on).
+    assert modes == [None]
     batch = make_batch(32)
     with caplog.at_level("WARNING", logger="sac"):
         first = agent.update(batch)
@@ -196,9 +195,10 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     assert not agent.compiled and not agent.cudagraphs
 
 
-@pytest.mark.parametrize("failing", ["critic", "actor"])
+@pytest.mark.parametrize("failing", ["critic", "actor", "graph"])
 def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog, failing):
-    """CUDA graphs are recorded after a warm-up call: a failure there must not stop the run."""
+    """CUDA graphs are recorded after a warm-up call: a failure there must not stop the run.
+    (The one graph of the update; with batch norm, the critic's or the actor's loss.)"""
 
     def compile_failing_at_call_3(fn, mode=None, **kwargs):
         calls = []
@@ -213,7 +213,9 @@ def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog,
 
     monkeypatch.setattr(torch, "compile", compile_failing_at_call_3)
     torch.manual_seed(0)
-    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), cudagraphs=True)
+    norm = "none" if failing == "graph" else "batch"
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16], critic_norm=norm), cudagraphs=True)
+    assert agent.one_graph == (failing == "graph")
     with caplog.at_level("WARNING", logger="sac"):
         for _ in range(5):
             metrics = agent.update(make_batch(32))
@@ -267,12 +269,13 @@ class _FailingBackward(torch.autograd.Function):
 
 
 @pytest.mark.parametrize(
-    ("flag", "overrides"), [("cudagraphs", {}), ("compile", {"critic_norm": "batch"})]
+    ("flag", "overrides"),
+    [("cudagraphs", {"critic_norm": "batch"}), ("compile", {"actor_batch_norm": True})],
 )
 def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog, flag, overrides):
-    """Where the losses are compiled one by one (cudagraphs=true; compile=true with batch
-    norm), the backward is compiled (and with cudagraphs recorded) at its first calls, outside
-    the compiled forward: a failure there must not stop the run either."""
+    """Where the losses are compiled one by one (configs with batch norm), the backward is
+    compiled (and with cudagraphs recorded) at its first calls, outside the compiled forward:
+    a failure there must not stop the run either."""
 
     def compile_with_failing_backward(fn, mode=None, **kwargs):
         def compiled(*args):

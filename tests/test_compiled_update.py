@@ -1,6 +1,6 @@
 """compile=true and cudagraphs=true give the eager update's numbers, on CPU and (where there is
-one) on a CUDA GPU. On CPU, cudagraphs=true is plain compilation in mode "reduce-overhead": the
-test there checks the plumbing; the CUDA graphs themselves run only on a GPU."""
+one) on a CUDA GPU. On CPU, cudagraphs=true is plain compilation (Inductor skips CUDA graphs for
+CPU tensors): the test there checks the plumbing; the CUDA graphs themselves run only on a GPU."""
 
 import contextlib
 import copy
@@ -8,7 +8,9 @@ import copy
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
+from torch._guards import TracingContext
 
 from sac.agent import SAC, Batch
 from sac.config import AgentConfig
@@ -34,9 +36,9 @@ def _batch(g: torch.Generator, device: str, n: int = 64) -> Batch:
     )
 
 
-# Options the one-graph update (compile=true) must handle besides the plain agent: DroQ's
-# layer norm and dropout, REDQ's random subset and mean over critics, no target networks
-# with a fixed temperature. (Batch norm configs compile the losses one by one.)
+# Options the one-graph update (compile=true, cudagraphs=true) must handle besides the plain
+# agent: DroQ's layer norm and dropout, REDQ's random subset and mean over critics, no target
+# networks with a fixed temperature. (Batch norm configs compile the losses one by one.)
 OPTIONS = {
     "droq-redq": {
         "critic_norm": "layer",
@@ -47,6 +49,7 @@ OPTIONS = {
     },
     "no-targets": {"target_networks": False, "autotune_alpha": False, "alpha": 0.1},
 }
+BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks": False}
 
 
 @pytest.mark.slow
@@ -56,6 +59,9 @@ OPTIONS = {
         ("compile", {}),
         ("cudagraphs", {}),
         *(pytest.param("compile", o, id=f"compile-{k}") for k, o in OPTIONS.items()),
+        *(pytest.param("cudagraphs", o, id=f"cudagraphs-{k}") for k, o in OPTIONS.items()),
+        # Batch norm: the two losses compiled one by one (mode "reduce-overhead" for CUDA graphs)
+        pytest.param("cudagraphs", BATCH_NORM, id="cudagraphs-batch-norm"),
     ],
 )
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,6 +70,7 @@ def test_compiled_update_matches_eager(device, flag, options):
     cfg = AgentConfig(
         hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2, **options
     )
+    torch._dynamo.reset()  # (compiled code of earlier tests' agents counts to a recompile limit)
     counters.clear()
     torch.manual_seed(0)
     eager = SAC(OBS, ACT, cfg, device)
@@ -71,10 +78,10 @@ def test_compiled_update_matches_eager(device, flag, options):
     fast.load_state_dict(eager.state_dict())
     g = torch.Generator().manual_seed(1)
     metrics: dict[str, list[torch.Tensor]] = {"eager": [], "fast": []}
-    # Inductor draws its own random numbers unless told to call eager's generator. compile=true
-    # tells it so itself (a seed gives the same noise compiled or not); the per-loss
-    # compilation of cudagraphs=true needs the patch to use the very noise eager uses.
-    patch = flag == "cudagraphs" or fast.cudagraphs
+    # Inductor draws its own random numbers unless told to call eager's generator. The one
+    # graph tells it so itself (a seed gives the same noise compiled or not); the per-loss
+    # compilation of cudagraphs=true (batch norm) needs the patch to use the noise eager uses.
+    patch = not fast.one_graph
     with inductor_config.patch(fallback_random=True) if patch else contextlib.nullcontext():
         for step in range(8):
             batch = _batch(g, device)
@@ -83,7 +90,7 @@ def test_compiled_update_matches_eager(device, flag, options):
                 metrics[name].append(agent.update(batch))
 
     assert fast.compiled  # it did not fall back to eager
-    assert fast.one_graph == (flag == "compile")
+    assert fast.one_graph == (options is not BATCH_NORM)
     if flag == "cudagraphs" and device == "cuda":
         # Inductor counts each graph it ran without CUDA graphs (and logs why).
         assert counters["inductor"]["cudagraph_skips"] == 0
@@ -166,3 +173,34 @@ def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypat
         torch.testing.assert_close(
             agent.critic_optim.state_dict(), first.critic_optim.state_dict(), rtol=1e-5, atol=1e-6
         )
+
+
+@pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
+def test_cudagraphs_true_mutates_only_inputs_marked_static(monkeypatch, options):
+    """CUDA graph trees record a graph only if every input it writes in place is static (the
+    same memory at every call): otherwise Inductor runs it without CUDA graphs, with a log line
+    and no error. This checks, on CPU, the property Inductor checks on CUDA: the inputs that
+    AOTAutograd finds mutated (parameters, Adam's moments and steps, log alpha, the actor's
+    metrics) are among those marked static."""
+    found = []
+
+    def inspect(gm, example_inputs):
+        meta = TracingContext.get().fw_metadata
+        mutated = {i for i, info in enumerate(meta.input_info) if info.mutates_data}
+        found.append((mutated, set(meta.static_input_indices)))
+        return gm
+
+    real_compile = torch.compile
+    backend = aot_autograd(fw_compiler=inspect)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=backend))
+    torch._dynamo.reset()
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16], **options), cudagraphs=True)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        agent.update(_batch(g, "cpu"))
+    assert agent.one_graph and agent.compiled
+    ((mutated, static),) = found  # one graph
+    # every parameter, its two moments and its step at least
+    n_params = sum(1 for _ in agent.critic.parameters()) + sum(1 for _ in agent.actor.parameters())
+    assert len(mutated) >= 4 * n_params
+    assert mutated <= static, f"mutated inputs not marked static: {sorted(mutated - static)}"
