@@ -489,5 +489,8 @@ class SAC:
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
-        self._adam = None  # the optimizers' state tensors are new ones
+        # The optimizers' state tensors are new ones: the one graph recompiles for them (and
+        # with CUDA graphs records again), guarded as at its first calls.
+        self._adam = None
+        self._graph_probation.clear()
         self.num_updates = int(state["num_updates"])

@@ -11,6 +11,7 @@ import torch._inductor.config as inductor_config
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch._guards import TracingContext
+from torch._inductor.utils import get_first_incompatible_cudagraph_node
 
 from sac.agent import SAC, Batch
 from sac.config import AgentConfig
@@ -176,18 +177,20 @@ def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypat
 
 
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
-def test_cudagraphs_true_mutates_only_inputs_marked_static(monkeypatch, options):
+def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, options):
     """CUDA graph trees record a graph only if every input it writes in place is static (the
-    same memory at every call): otherwise Inductor runs it without CUDA graphs, with a log line
-    and no error. This checks, on CPU, the property Inductor checks on CUDA: the inputs that
-    AOTAutograd finds mutated (parameters, Adam's moments and steps, log alpha, the actor's
-    metrics) are among those marked static."""
+    same memory at every call) and it has no op they cannot capture (a host sync, a
+    data-dependent shape): otherwise Inductor runs it without CUDA graphs, with a log line and
+    no error. This checks, on CPU, what Inductor checks on CUDA in the graph it is given: the
+    inputs that AOTAutograd finds mutated (parameters, Adam's moments and steps, log alpha,
+    the actor's metrics) are among those marked static, and no op is incompatible."""
     found = []
 
     def inspect(gm, example_inputs):
         meta = TracingContext.get().fw_metadata
         mutated = {i for i, info in enumerate(meta.input_info) if info.mutates_data}
         found.append((mutated, set(meta.static_input_indices)))
+        assert get_first_incompatible_cudagraph_node(gm) is None
         return gm
 
     real_compile = torch.compile
