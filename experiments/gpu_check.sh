@@ -2,8 +2,12 @@
 # This project's GPU checks in one script, for a CUDA machine: the tests that need a GPU, then
 # the speed benchmark on the GPU. Run from the repository root:
 #
-#     bash experiments/gpu_check.sh OUT_DIR [tests|update|speed|envs|all]      # default: all
+#     bash experiments/gpu_check.sh OUT_DIR [quick|tests|update|speed|envs|all]   # default: all
 #
+# quick  the least a short loan should run, first: the cudagraphs=true update against eager on
+#        the GPU (plain agent) and a short cudagraphs=true training run, then HalfCheetah-v5 with
+#        cudagraphs=true at one env and at 16 envs, one repeat each, no SB3
+#        (OUT_DIR/speed_cuda_quick.md)
 # tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
 #        cudagraphs=true training run, the replay buffer and the policy export on CUDA
 # update the gradient update alone (bench_update.py): eager, compile=true, cudagraphs=true at
@@ -21,7 +25,7 @@
 # project's other packages: fetch them elsewhere with experiments/gpu_wheels.sh into .whl/ of
 # the repository, carry it over, and this script installs them into /tmp/site and uses them.
 set -uo pipefail
-out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [tests|update|speed|envs|all]}
+out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [quick|tests|update|speed|envs|all]}
 stage=${2:-all}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
@@ -44,6 +48,15 @@ EOF
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi: not available" >"$out/nvidia-smi.txt"
 status=0
 
+if [[ $stage == quick ]]; then
+    python3 -m pytest -q -rs -p no:cacheprovider \
+        -k "cuda-cudagraphs-plain or cudagraphs_run_on_cuda" \
+        tests/test_compiled_update.py tests/test_trainer.py 2>&1 | tee "$out/quick_tests.log" ||
+        status=1
+    python3 experiments/bench_speed.py --device cuda --repeats 1 --untimed 1000 --no-sb3 \
+        --sac-variants "cudagraphs=true" "cudagraphs=true env.num_envs=16" \
+        --out "$out/speed_cuda_quick.md" 2>&1 | tee "$out/quick_speed.log" || status=1
+fi
 if [[ $stage == tests || $stage == all ]]; then
     python3 -m pytest -q -rs -p no:cacheprovider -k "(cuda or gpu) and not cpu" \
         tests/test_compiled_update.py tests/test_trainer.py tests/test_buffer.py \

@@ -57,8 +57,8 @@ BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks
 @pytest.mark.parametrize(
     ("flag", "options"),
     [
-        ("compile", {}),
-        ("cudagraphs", {}),
+        pytest.param("compile", {}, id="compile-plain"),
+        pytest.param("cudagraphs", {}, id="cudagraphs-plain"),
         *(pytest.param("compile", o, id=f"compile-{k}") for k, o in OPTIONS.items()),
         *(pytest.param("cudagraphs", o, id=f"cudagraphs-{k}") for k, o in OPTIONS.items()),
         # Batch norm: the two losses compiled one by one (mode "reduce-overhead" for CUDA graphs)
