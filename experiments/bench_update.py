@@ -8,6 +8,7 @@ device's, not the launch queue's.
 
     python experiments/bench_update.py                          # CPU, eager
     python experiments/bench_update.py --device cuda --cudagraphs
+    python experiments/bench_update.py --agent critic_norm=layer critic_dropout=0.01   # DroQ's
 
 It is the update's share of `bench_speed.py`'s steps/s, without the env's noise: use it to
 compare two versions of the update, and `bench_speed.py` for claims against Stable-Baselines3.
@@ -23,6 +24,7 @@ than comparing two processes.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import statistics
 import sys
@@ -81,7 +83,7 @@ def load_checkout(root: str) -> tuple[Any, Any, Any]:
 def build(args: argparse.Namespace, sac_cls: Any, config_cls: Any) -> Any:
     """An agent for HalfCheetah's sizes, seeded alike whatever checkout it comes from."""
     torch.manual_seed(0)
-    cfg = config_cls(batch_size=args.batch_size, hidden_sizes=[args.hidden] * 2)
+    cfg = config_cls(batch_size=args.batch_size, hidden_sizes=[args.hidden] * 2, **args.agent)
     flags = {"compile": True} if args.compile else {}
     if args.cudagraphs:
         flags["cudagraphs"] = True
@@ -122,6 +124,17 @@ def summary(label: str, blocks: list[float], args: argparse.Namespace) -> str:
     )
 
 
+def agent_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE of AgentConfig; the value a Python literal, else a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. critic_norm=layer")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
@@ -135,7 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--updates", type=int, default=100, help="updates per timed block")
     p.add_argument("--repeats", type=int, default=5, help="timed blocks")
     p.add_argument("--vs", metavar="CHECKOUT", help="also time this other checkout's update")
+    p.add_argument(
+        "--agent",
+        nargs="*",
+        type=agent_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="AgentConfig options for both checkouts, e.g. critic_norm=layer critic_dropout=0.01",
+    )
     args = p.parse_args(argv)
+    args.agent = dict(args.agent)
     agents = [(build(args, SAC, AgentConfig), Batch)]
     if args.vs:
         other_sac, other_batch, other_config = load_checkout(args.vs)
@@ -144,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{summary('update', blocks[0], args)} on {args.device}, batch {args.batch_size},"
         f" 2x{args.hidden}, compile={args.compile}, cudagraphs={args.cudagraphs},"
+        f" agent options {args.agent or 'none'},"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     if args.vs:

@@ -76,6 +76,44 @@ class ReLU(nn.Module):
         return relu_(x)
 
 
+class Dropout(nn.Module):
+    """nn.Dropout (zero each element with probability p, scale the rest by 1 / (1 - p)) whose
+    masks are drawn about 3x faster on the CPU.
+
+    torch's CPU dropout draws one Bernoulli number per element from its Mersenne Twister
+    (bernoulli_ took 596 us per 2 x 256 x 256 mask, a third of a DroQ update, in a profile on
+    the 2-core machine). Here each 64-bit draw of the same generator gives two uniform 32-bit
+    integers, and an element is dropped where its integer is among the lowest round(p * 2^32):
+    the drop probability is within 2^-33 of p, and the scale is exact for it, so E[out] = x.
+    The mask is saved as floats, not bools (Inductor's C++ code writes bools slowly; see
+    relu_). On other devices it is F.dropout (CUDA's kernel draws its masks on the GPU).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self._dropped = round(p * 2**32)  # how many of the 2^32 integers drop an element
+        self._scale = 2**32 / (2**32 - self._dropped)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self._dropped == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        # All 64 bits random (random_() without bounds would leave the sign bit at 0). (The
+        # bounds leave out 2^63 - 1 and double -2^63's chance: a 2^-64 change to one word.)
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64)
+        u = words.view(torch.int32)[:n].view(x.shape)
+        mask = (u >= self._dropped - 2**31).to(x.dtype).mul_(self._scale)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class BatchRenorm(nn.Module):
     """Batch renormalisation (Ioffe 2017) over the batch dimension, for (B, F) inputs or, with
     `num` > 0, (num, B, F) ensemble inputs with statistics and affine parameters per member.
@@ -254,7 +292,7 @@ class EnsembleCritic(nn.Module):
         self.layer_norms = nn.ModuleList(
             EnsembleLayerNorm(num, d_out) for _, d_out in pairs[:-1] if norm == "layer"
         )
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.dropout = Dropout(dropout) if dropout > 0 else None
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1).expand(self.num, -1, -1)

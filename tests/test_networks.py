@@ -162,3 +162,51 @@ def test_compiled_relu_on_cpu_takes_its_gradient_from_the_output():
     want = _relu_grads(networks.relu_, x)
     got = _relu_grads(torch.compile(networks.relu_, fullgraph=True), x)  # Inductor
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.01, 0.1, 0.5, 0.9])
+def test_dropout_drops_with_probability_p_and_keeps_the_mean(p):
+    """Each 64-bit draw gives two 32-bit integers: the drop rate at several p checks their
+    distribution (with the sign bit left at 0 the upper halves would never drop for p < 0.5,
+    and the rate would be p / 2), and the rescaled output keeps the input's mean."""
+    torch.manual_seed(0)
+    n = 2_000_001  # odd: the last 64-bit draw is used in half
+    x = torch.ones(n)
+    out = networks.Dropout(p).train()(x)
+    dropped = out == 0
+    sigma = (p * (1 - p) / n) ** 0.5
+    assert abs(dropped.float().mean().item() - p) < 5 * sigma
+    kept = out[~dropped]
+    assert torch.all(kept == torch.tensor(1 / (1 - p), dtype=torch.float32))
+    assert abs(out.double().mean().item() - 1) < 5 * sigma / (1 - p)
+
+
+def test_dropout_drops_the_two_halves_of_a_draw_independently():
+    torch.manual_seed(1)
+    n = 2_000_000
+    dropped = networks.Dropout(0.5).train()(torch.ones(n)) == 0
+    # elements 2k and 2k+1 come from one 64-bit draw
+    both = (dropped[0::2] & dropped[1::2]).float().mean().item()
+    assert abs(both - 0.25) < 5 * (0.25 * 0.75 / (n // 2)) ** 0.5
+    for half in (dropped[0::2], dropped[1::2]):
+        assert abs(half.float().mean().item() - 0.5) < 5 * (0.25 / (n // 2)) ** 0.5
+
+
+def test_dropout_gradient_is_the_mask_and_eval_is_the_identity():
+    layer = networks.Dropout(0.3)
+    x = torch.randn(3, 64, 32, requires_grad=True)
+    torch.manual_seed(2)
+    out = layer(x)
+    g = torch.randn_like(out)
+    out.backward(g)
+    mask = out.detach() / x.detach()  # 0 or 1 / (1 - p)
+    kept = mask != 0
+    assert 0 < kept.float().mean() < 1
+    torch.testing.assert_close(mask[kept], torch.full_like(mask[kept], 1 / 0.7))
+    torch.testing.assert_close(x.grad, g * mask)
+    torch.manual_seed(2)
+    assert torch.equal(layer(x), out)  # the seed fixes the mask
+    assert layer.eval()(x) is x
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
+        networks.Dropout(1.0)
