@@ -24,7 +24,7 @@ than comparing two processes.
 from __future__ import annotations
 
 import argparse
-import ast
+import dataclasses
 import importlib
 import statistics
 import sys
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from sac.agent import SAC, Batch
 from sac.config import AgentConfig
@@ -125,14 +126,16 @@ def summary(label: str, blocks: list[float], args: argparse.Namespace) -> str:
 
 
 def agent_option(text: str) -> tuple[str, Any]:
-    """KEY=VALUE of AgentConfig; the value a Python literal, else a string."""
+    """KEY=VALUE of AgentConfig, the value read as YAML (as Hydra reads overrides: true,
+    0.01, [64, 64], layer)."""
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. critic_norm=layer")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    if key in ("batch_size", "hidden_sizes"):
+        raise argparse.ArgumentTypeError(f"{key}: set it with --batch-size or --hidden")
+    if key not in {f.name for f in dataclasses.fields(AgentConfig)}:
+        raise argparse.ArgumentTypeError(f"{key}: not an AgentConfig option")
+    return key, yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> None:

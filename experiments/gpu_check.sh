@@ -6,8 +6,8 @@
 #
 # quick  the least a short loan should run, first: the cudagraphs=true update against eager on
 #        the GPU (plain agent) and a short cudagraphs=true training run, then HalfCheetah-v5 with
-#        cudagraphs=true at one env and at 16 envs, one repeat each, no SB3
-#        (OUT_DIR/speed_cuda_quick.md)
+#        cudagraphs=true at one env and at 16 envs, one repeat each, no SB3 (bench_speed adds
+#        its eager row at one env) (OUT_DIR/speed_cuda_quick.md)
 # tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
 #        cudagraphs=true training run, the replay buffer and the policy export on CUDA
 # update the gradient update alone (bench_update.py): eager, compile=true, cudagraphs=true at
@@ -27,6 +27,13 @@
 set -uo pipefail
 out=${1:?usage: bash experiments/gpu_check.sh OUT_DIR [quick|tests|update|speed|envs|all]}
 stage=${2:-all}
+case $stage in
+    quick | tests | update | speed | envs | all) ;;
+    *)
+        echo "gpu_check.sh: unknown stage '$stage' (quick, tests, update, speed, envs or all)" >&2
+        exit 2
+        ;;
+esac
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 cd "$repo" || exit 1

@@ -154,11 +154,18 @@ class SAC:
             # `torch.randn_like(x) * x` over 256 x 6, a one-off timing.)
             # fullgraph: a graph break raises while tracing, before anything has changed, so
             # the fallback to eager never redoes half an update.
+            # dynamic=False: Python floats (the target entropy, ...) stay constants in the graph.
+            # Dynamo reads Inductor's global cudagraphs setting, not these options, to decide
+            # that, so otherwise a second agent in the process (other floats) would pass them as
+            # CPU tensors, which a CUDA graph cannot take. (Shapes are fixed anyway.)
             options = {"fallback_random": True, "triton.cudagraphs": cudagraphs}
-            self._graph_update = torch.compile(self._update_graph, fullgraph=True, options=options)
+            self._graph_update = torch.compile(
+                self._update_graph, fullgraph=True, dynamic=False, options=options
+            )
         elif cudagraphs:  # (torch.compile takes a mode or options, not both)
-            self._critic_loss = torch.compile(self._critic_loss_eager, mode="reduce-overhead")
-            self._actor_loss = torch.compile(self._actor_loss_eager, mode="reduce-overhead")
+            overhead = {"mode": "reduce-overhead", "dynamic": False}  # (dynamic: see above)
+            self._critic_loss = torch.compile(self._critic_loss_eager, **overhead)
+            self._actor_loss = torch.compile(self._actor_loss_eager, **overhead)
         elif self.compiled:
             random = {"fallback_random": True}
             self._critic_loss = torch.compile(self._critic_loss_eager, options=random)
@@ -489,8 +496,9 @@ class SAC:
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
-        # The optimizers' state tensors are new ones: the one graph recompiles for them (and
-        # with CUDA graphs records again), guarded as at its first calls.
+        # The optimizers' state tensors are new ones (marked static at the next update): with
+        # CUDA graphs the one graph is recorded again for their addresses, guarded as at its
+        # first calls.
         self._adam = None
         self._graph_probation.clear()
         self.num_updates = int(state["num_updates"])

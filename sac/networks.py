@@ -84,7 +84,7 @@ class Dropout(nn.Module):
     (bernoulli_ took 596 us per 2 x 256 x 256 mask, a third of a DroQ update, in a profile on
     the 2-core machine). Here each 64-bit draw of the same generator gives two uniform 32-bit
     integers, and an element is dropped where its integer is among the lowest round(p * 2^32):
-    the drop probability is within 2^-33 of p, and the scale is exact for it, so E[out] = x.
+    the drop probability is within 2^-33 of p, and the scale is 1 / (1 - that probability).
     The mask is saved as floats, not bools (Inductor's C++ code writes bools slowly; see
     relu_). On other devices it is F.dropout (CUDA's kernel draws its masks on the GPU).
     """
@@ -95,6 +95,8 @@ class Dropout(nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self._dropped = round(p * 2**32)  # how many of the 2^32 integers drop an element
+        if self._dropped == 2**32:
+            raise ValueError(f"dropout probability {p} rounds to 1: it would drop everything")
         self._scale = 2**32 / (2**32 - self._dropped)
 
     def forward(self, x: Tensor) -> Tensor:

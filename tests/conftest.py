@@ -71,3 +71,14 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
     return subprocess.run(
         [str(exe), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def assert_recorded_as_cuda_graphs() -> None:
+    """Inductor counts each graph it ran without CUDA graphs (and logs why), each graph it
+    split into pieces around ops CUDA graphs cannot take, and the inputs of the graphs it
+    recorded that it copies in at each replay (the batch, so at least one per recording)."""
+    from torch._dynamo.utils import counters
+
+    assert counters["inductor"]["cudagraph_skips"] == 0
+    assert counters["inductor"]["cudagraph_partitions"] == 0
+    assert counters["inductor"]["cudagraph_recorded_non_static_inputs"] > 0

@@ -1,5 +1,6 @@
 """experiments/bench_update.py runs the real update and reports its time per update."""
 
+import argparse
 import importlib.util
 import re
 import shutil
@@ -75,3 +76,17 @@ def test_load_checkout_imports_the_other_package_and_puts_ours_back(tmp_path, mo
     for root in (REPO.parent, tmp_path):
         with pytest.raises(SystemExit, match="no sac package there"):
             module.load_checkout(str(root))
+
+
+def test_agent_options_are_read_as_hydra_reads_overrides(monkeypatch):
+    module = _bench_update_module(monkeypatch)
+    assert module.agent_option("actor_batch_norm=false") == ("actor_batch_norm", False)
+    assert module.agent_option("critic_dropout=0.01") == ("critic_dropout", 0.01)
+    assert module.agent_option("critic_norm=layer") == ("critic_norm", "layer")
+    for bad, why in [
+        ("critic_norm", "expected KEY=VALUE"),
+        ("batch_size=64", "set it with --batch-size"),
+        ("critic_normm=layer", "not an AgentConfig option"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            module.agent_option(bad)

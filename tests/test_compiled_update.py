@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from conftest import assert_recorded_as_cuda_graphs
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch._guards import TracingContext
@@ -93,8 +94,7 @@ def test_compiled_update_matches_eager(device, flag, options):
     assert fast.compiled  # it did not fall back to eager
     assert fast.one_graph == (options is not BATCH_NORM)
     if flag == "cudagraphs" and device == "cuda":
-        # Inductor counts each graph it ran without CUDA graphs (and logs why).
-        assert counters["inductor"]["cudagraph_skips"] == 0
+        assert_recorded_as_cuda_graphs()
     tol = {"rtol": 1e-4, "atol": 1e-5}
     # Every update's metrics, read only now: with CUDA graphs, a tensor that aliased a graph's
     # output would have been overwritten by the later updates (or refuse to be read).
@@ -179,31 +179,42 @@ def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypat
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
 def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, options):
     """CUDA graph trees record a graph only if every input it writes in place is static (the
-    same memory at every call) and it has no op they cannot capture (a host sync, a
-    data-dependent shape): otherwise Inductor runs it without CUDA graphs, with a log line and
-    no error. This checks, on CPU, what Inductor checks on CUDA in the graph it is given: the
-    inputs that AOTAutograd finds mutated (parameters, Adam's moments and steps, log alpha,
-    the actor's metrics) are among those marked static, and no op is incompatible."""
+    same memory at every call), no input is a CPU tensor and no op is one they cannot capture
+    (a host sync, a data-dependent shape): otherwise Inductor runs it without CUDA graphs, or
+    in pieces, with a log line and no error. This checks, on CPU, what it can of that in the
+    graph Inductor is given: the inputs that AOTAutograd finds mutated (parameters, Adam's
+    moments and steps, log alpha, the actor's metrics) are among those marked static; no
+    Python float became an input (0-d float64: on CUDA a CPU tensor), also for a second agent
+    with other floats in the same process; and no op is incompatible. (The ops checked are the
+    CPU variant's: on CUDA the ReLU and dropout differ, see networks.py.)"""
     found = []
 
     def inspect(gm, example_inputs):
         meta = TracingContext.get().fw_metadata
         mutated = {i for i, info in enumerate(meta.input_info) if info.mutates_data}
-        found.append((mutated, set(meta.static_input_indices)))
+        floats = [
+            t for t in example_inputs if isinstance(t, torch.Tensor) and t.dtype == torch.float64
+        ]
+        found.append((mutated, set(meta.static_input_indices), floats))
         assert get_first_incompatible_cudagraph_node(gm) is None
         return gm
 
     real_compile = torch.compile
     backend = aot_autograd(fw_compiler=inspect)
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=backend))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=backend, **kw))
     torch._dynamo.reset()
-    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16], **options), cudagraphs=True)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        agent.update(_batch(g, "cpu"))
-    assert agent.one_graph and agent.compiled
-    ((mutated, static),) = found  # one graph
-    # every parameter, its two moments and its step at least
+    # The second agent's target entropy (-act_dim) differs from the first's.
+    for act in (ACT, ACT - 1):
+        agent = SAC(OBS, act, AgentConfig(hidden_sizes=[16], **options), cudagraphs=True)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            batch = _batch(g, "cpu")
+            agent.update(batch._replace(action=batch.action[:, :act]))
+        assert agent.one_graph and agent.compiled
+    assert len(found) == 2  # one graph for each agent
     n_params = sum(1 for _ in agent.critic.parameters()) + sum(1 for _ in agent.actor.parameters())
-    assert len(mutated) >= 4 * n_params
-    assert mutated <= static, f"mutated inputs not marked static: {sorted(mutated - static)}"
+    for mutated, static, floats in found:
+        # every parameter, its two moments and its step at least
+        assert len(mutated) >= 4 * n_params
+        assert mutated <= static, f"mutated inputs not marked static: {sorted(mutated - static)}"
+        assert not floats

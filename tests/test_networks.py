@@ -210,3 +210,5 @@ def test_dropout_gradient_is_the_mask_and_eval_is_the_identity():
     assert layer.eval()(x) is x
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
         networks.Dropout(1.0)
+    with pytest.raises(ValueError, match="rounds to 1"):
+        networks.Dropout(1 - 2**-40)
