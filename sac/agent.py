@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,9 @@ METRIC_NAMES = (
     "train/q_mean",
     "train/target_q_mean",
 )
+
+
+T = TypeVar("T")
 
 
 class Batch(NamedTuple):
@@ -170,11 +173,9 @@ class SAC:
             random = {"fallback_random": True}
             self._critic_loss = torch.compile(self._critic_loss_eager, options=random)
             self._actor_loss = torch.compile(self._actor_loss_eager, options=random)
-        # Steps of each loss still guarded against compile failures (see _minimise), and the
-        # calls of the one graph with each (actor step, Polyak update) pair of flags still
-        # guarded: the first compiles it; with CUDA graphs, a later one records it.
-        self._probation = dict.fromkeys(("critic", "actor"), PROBATION_STEPS)
-        self._graph_probation: dict[tuple[bool, bool], int] = {}
+        # Calls still guarded against compile failures (see _guarded), by what they run: a
+        # loss ("critic", "actor") or the one graph for an (actor step, Polyak update) pair.
+        self._probation: dict[Hashable, int] = {}
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run the update eagerly from now on."""
@@ -250,23 +251,15 @@ class SAC:
             self._adam = (AdamState(self.critic_optim), AdamState(self.actor_optim), alpha_adam)
             if self.cudagraphs:
                 self._mark_static()
-        flags = (do_actor, do_polyak)
-        args = (batch, self._actor_metrics, do_actor, do_polyak)
-        probation = self._graph_probation.setdefault(
-            flags, PROBATION_STEPS if self.cudagraphs else 1
+        # The first call with each pair of flags compiles a graph for it (with CUDA graphs
+        # the second records it); after a failure there the update is redone eagerly.
+        metrics = self._guarded(
+            (do_actor, do_polyak),
+            PROBATION_STEPS if self.cudagraphs else 1,
+            lambda: self._graph_update(batch, self._actor_metrics, do_actor, do_polyak),
         )
-        if probation > 0:
-            # The first call with each pair of flags compiles a graph for it (with CUDA graphs
-            # a later one records it); a failure there falls back to eager, with one warning,
-            # and redoes this update.
-            try:
-                metrics = self._graph_update(*args)
-            except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
-                self._compile_failed(e)
-                return self.update(batch)
-            self._graph_probation[flags] = probation - 1
-        else:
-            metrics = self._graph_update(*args)
+        if metrics is None:
+            return self.update(batch)
         self.num_updates = n
         # A CUDA graph's output lives in its memory pool until the next replay overwrites it.
         return metrics.clone() if self.cudagraphs else metrics
@@ -424,10 +417,8 @@ class SAC:
     ) -> tuple[Tensor, ...]:
         """`forward()` (the loss first), then fresh gradients of the loss for `optim`.
 
-        While compiled code is on probation (the first PROBATION_STEPS steps of each loss), a
-        failure in it (no C++ compiler, an unsupported backend, a CUDA graph that cannot be
-        recorded) must not stop a run: it warns once, switches both losses to eager and redoes
-        this step eagerly.
+        The first PROBATION_STEPS steps of each compiled loss are guarded (see _guarded); after
+        a failure the step is redone eagerly.
         """
 
         def step() -> tuple[Tensor, ...]:
@@ -436,14 +427,25 @@ class SAC:
             out[0].backward()
             return out
 
-        if not self.compiled or self._probation[name] <= 0:
+        if not self.compiled:
             return step()
+        out = self._guarded(name, PROBATION_STEPS, step)
+        return step() if out is None else out  # (after a failure, step() runs eagerly)
+
+    def _guarded(self, key: Hashable, steps: int, run: Callable[[], T]) -> T | None:
+        """`run()`, for the first `steps` calls under `key` guarded: compiled code failing
+        there (no C++ compiler, an unsupported backend, a CUDA graph that cannot be recorded)
+        must not stop a run, so it warns once, switches the update to eager and returns None
+        for the caller to redo its work eagerly."""
+        left = self._probation.setdefault(key, steps)
+        if left <= 0:
+            return run()
         try:
-            out = step()
+            out = run()
         except Exception as e:  # torch raises many types here (BackendCompilerFailed, ...)
             self._compile_failed(e)
-            return step()
-        self._probation[name] -= 1
+            return None
+        self._probation[key] = left - 1
         return out
 
     def _actor_loss_eager(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
@@ -500,5 +502,5 @@ class SAC:
         # CUDA graphs the one graph is recorded again for their addresses, guarded as at its
         # first calls.
         self._adam = None
-        self._graph_probation.clear()
+        self._probation.clear()
         self.num_updates = int(state["num_updates"])
