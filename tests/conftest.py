@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -82,3 +83,21 @@ def assert_recorded_as_cuda_graphs() -> None:
     assert counters["inductor"]["cudagraph_skips"] == 0
     assert counters["inductor"]["cudagraph_partitions"] == 0
     assert counters["inductor"]["cudagraph_recorded_non_static_inputs"] > 0
+
+
+def compile_with(monkeypatch: pytest.MonkeyPatch, backend: Any) -> list[str]:
+    """Make torch.compile use `backend` instead of Inductor, keeping the agent's other
+    arguments (fullgraph, dynamic) and dropping Inductor's own (mode, options); reset Dynamo.
+    Returns the names of the functions compiled from now on."""
+    import torch
+
+    real_compile = torch.compile
+    compiled: list[str] = []
+
+    def compile_(fn: Any, mode: Any = None, options: Any = None, **kwargs: Any) -> Any:
+        compiled.append(fn.__name__)
+        return real_compile(fn, backend=backend, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    torch._dynamo.reset()
+    return compiled

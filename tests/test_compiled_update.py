@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 import torch._inductor.config as inductor_config
-from conftest import assert_recorded_as_cuda_graphs
+from conftest import assert_recorded_as_cuda_graphs, compile_with
 from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
 from torch._guards import TracingContext
@@ -119,17 +119,9 @@ def test_compiled_update_matches_eager(device, flag, options):
 
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
 def test_compile_true_captures_the_whole_update_in_one_graph(monkeypatch, options):
-    # Traced only (backend "eager": no Inductor), with fullgraph=True: a graph break anywhere
-    # in the update raises, and the agent would fall back to eager.
-    real_compile = torch.compile
-    compiled = []
-
-    def trace_whole(fn, **kwargs):
-        compiled.append(fn.__name__)
-        return real_compile(fn, backend="eager", fullgraph=True)
-
-    monkeypatch.setattr(torch, "compile", trace_whole)
-    torch._dynamo.reset()
+    # Traced only (backend "eager": no Inductor), with the agent's fullgraph=True: a graph
+    # break anywhere in the update raises, and the agent would fall back to eager.
+    compiled = compile_with(monkeypatch, "eager")
     counters.clear()
     cfg = AgentConfig(hidden_sizes=[16], **options)
     agent = SAC(OBS, ACT, cfg, compile=True)
@@ -144,9 +136,7 @@ def test_compile_true_captures_the_whole_update_in_one_graph(monkeypatch, option
 def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypatch):
     """compile=true steps the optimizers with its own Adam on their own state: a checkpoint it
     wrote resumes in an eager run, and an eager checkpoint in a compiled one, identically."""
-    real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend="eager"))
-    torch._dynamo.reset()
+    compile_with(monkeypatch, "eager")
     cfg = AgentConfig(hidden_sizes=[16])
     g = torch.Generator().manual_seed(0)
     batches = [_batch(g, "cpu") for _ in range(4)]
@@ -199,10 +189,7 @@ def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, o
         assert get_first_incompatible_cudagraph_node(gm) is None
         return gm
 
-    real_compile = torch.compile
-    backend = aot_autograd(fw_compiler=inspect)
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=backend, **kw))
-    torch._dynamo.reset()
+    compile_with(monkeypatch, aot_autograd(fw_compiler=inspect))
     # The second agent's target entropy (-act_dim) differs from the first's.
     for act in (ACT, ACT - 1):
         agent = SAC(OBS, act, AgentConfig(hidden_sizes=[16], **options), cudagraphs=True)

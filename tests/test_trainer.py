@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import assert_recorded_as_cuda_graphs
+from conftest import assert_recorded_as_cuda_graphs, compile_with
 
 from sac.checkpoint import load_checkpoint
 from sac.errors import SACError
@@ -90,13 +90,7 @@ def test_a_compiled_run_takes_the_eager_runs_actions(make_cfg, tmp_path, monkeyp
     """A compile=true run (the update as one graph) collects the same transitions and ends
     with the same parameters as an eager run with the same seed. (Traced only: Inductor's
     code generation is tested in test_compiled_update.py.)"""
-    real_compile = torch.compile
-
-    def trace_whole(fn, **kwargs):
-        return real_compile(fn, backend="eager", fullgraph=True)
-
-    monkeypatch.setattr(torch, "compile", trace_whole)
-    torch._dynamo.reset()
+    compile_with(monkeypatch, "eager")  # (the agent compiles its graph with fullgraph=True)
     runs = {}
     for name in ("eager", "compile"):
         flag = f"compile={name == 'compile'}".lower()
