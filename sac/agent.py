@@ -280,7 +280,7 @@ class SAC:
         assert self._adam is not None
         for adam in self._adam:
             if adam is not None:
-                for t in (*adam.steps, *adam.exp_avgs, *adam.exp_avg_sqs):
+                for t in (*adam.steps, *adam.exp_avgs, *adam.exp_avg_sqs, adam.next_corrections):
                     torch._dynamo.mark_static_address(t)
         torch._dynamo.mark_static_address(self.log_alpha)
         torch._dynamo.mark_static_address(self._actor_metrics)

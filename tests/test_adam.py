@@ -12,19 +12,27 @@ def _params(seed: int) -> list[torch.nn.Parameter]:
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_adam_state_steps_as_torch_adam_does(fused):
+@pytest.mark.parametrize("stepped_before", [0, 3], ids=["fresh", "resumed"])
+def test_adam_state_steps_as_torch_adam_does(fused, stepped_before):
     mine, theirs = _params(0), _params(0)
-    # eps large against sqrt(v) (gradients of about 0.1), so where it is added matters.
+    # eps large against sqrt(v) (gradients of about 0.1), so where it is added matters; beta1
+    # small, so a bias correction for the wrong step count shows.
     kwargs = {"lr": 3e-3, "betas": (0.5, 0.99), "eps": 0.05}
     torch_adam = torch.optim.Adam(theirs, **kwargs, fused=fused)
     my_optim = torch.optim.Adam(mine, **kwargs, fused=fused)
-    state = AdamState(my_optim)
     g = torch.Generator().manual_seed(1)
-    for _ in range(6):
+    state = None
+    for k in range(stepped_before + 6):
         grads = [torch.randn(p.shape, generator=g) * 0.1 for p in theirs]
         for p, grad in zip(theirs, grads):
             p.grad = grad
         torch_adam.step()
+        if k < stepped_before:  # (as after loading a checkpoint of a run that had stepped)
+            for p, grad in zip(mine, grads):
+                p.grad = grad.clone()
+            my_optim.step()
+            continue
+        state = state or AdamState(my_optim)
         state.step_(grads)
     for p, q, start in zip(mine, theirs, _params(0)):
         assert not torch.equal(p, start)  # it moved
