@@ -161,11 +161,11 @@ class SAC:
             # Dynamo reads Inductor's global cudagraphs setting, not these options, to decide
             # that, so otherwise a second agent in the process (other floats) would pass them as
             # CPU tensors, which a CUDA graph cannot take. (Shapes are fixed anyway.)
-            # cpp_wrapper (CPU): Inductor calls the graph's ~20 matmuls and ~25 fused kernels
-            # from generated C++ instead of a Python function, which spent about 0.15 ms an
-            # update allocating and checking buffers (on the 2-core CPU an update took 0.96 of
-            # the time, paired with the same graph without it: `bench_update.py --vs`). Not on
-            # CUDA, where no run has yet tested it with CUDA graph trees.
+            # cpp_wrapper (CPU): Inductor calls the graph's 22 matmuls and its fused kernels
+            # from generated C++ instead of a Python function that allocates and checks every
+            # buffer (on the 2-core CPU an update took 0.96-0.995 of the time in four paired
+            # runs against the same graph without it). Not on CUDA, where no run has yet
+            # tested it with CUDA graph trees.
             options = {
                 "fallback_random": True,
                 "triton.cudagraphs": cudagraphs,
