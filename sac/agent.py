@@ -166,14 +166,12 @@ class SAC:
             # buffer (on the 2-core CPU an update took 0.96-0.995 of the time in four paired
             # runs against the same graph without it). Not on CUDA, where no run has yet
             # tested it with CUDA graph trees.
-            options = {
+            self._graph_options = {
                 "fallback_random": True,
                 "triton.cudagraphs": cudagraphs,
                 "cpp_wrapper": self.device.type == "cpu",
             }
-            self._graph_update = torch.compile(
-                self._update_graph, fullgraph=True, dynamic=False, options=options
-            )
+            self._graph_update = self._compile_graph(self._update_graph)
         elif cudagraphs:  # (torch.compile takes a mode or options, not both)
             overhead = {"mode": "reduce-overhead", "dynamic": False}  # (dynamic: see above)
             self._critic_loss = torch.compile(self._critic_loss_eager, **overhead)
@@ -182,9 +180,16 @@ class SAC:
             random = {"fallback_random": True}
             self._critic_loss = torch.compile(self._critic_loss_eager, options=random)
             self._actor_loss = torch.compile(self._actor_loss_eager, options=random)
+        # update_many's graph (K updates unrolled), compiled at its first call.
+        self._graph_update_many: Callable[..., Tensor] | None = None
         # Calls still guarded against compile failures (see _guarded), by what they run: a
-        # loss ("critic", "actor") or the one graph for an (actor step, Polyak update) pair.
+        # loss ("critic", "actor"), the one graph for an (actor step, Polyak update) pair, or
+        # update_many's for a tuple of such pairs.
         self._probation: dict[Hashable, int] = {}
+
+    def _compile_graph(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        """`fn` compiled as one graph with the options above."""
+        return torch.compile(fn, fullgraph=True, dynamic=False, options=self._graph_options)
 
     def _compile_failed(self, error: Exception) -> None:
         """Warn once and run the update eagerly from now on."""
@@ -223,7 +228,7 @@ class SAC:
             # update's graphs may be overwritten from here on.
             torch.compiler.cudagraph_mark_step_begin()
         if self.one_graph:
-            return self._update_compiled(batch)
+            return self._update_compiled(batch, None)
         alpha = self.log_alpha.detach().exp()
 
         critic_loss, q_mean, target_q_mean = self._minimise(
@@ -244,32 +249,51 @@ class SAC:
         actor_loss, alpha_loss, entropy = self._actor_metrics
         return torch.stack([loss, actor_loss, alpha_loss, alpha, entropy, q, target_q])
 
+    def update_many(self, batch: Batch) -> Tensor:
+        """K updates in a row, the k-th on batch k: every field of `batch` has shape (K, B, ...).
+
+        The same updates as K calls of `update`, but with the one compiled graph (compile=true
+        or cudagraphs=true, no batch norm) all K run in one call of a graph that unrolls them
+        (one CUDA graph replay with cudagraphs=true), with no Python or guard checks in
+        between. Otherwise it calls `update` K times. Returns the metrics as (K, 7).
+        """
+        k = batch.obs.shape[0]
+        if not self.one_graph or k == 1:
+            return torch.stack([self.update(Batch(*(x[i] for x in batch))) for i in range(k)])
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._update_compiled(batch, k)
+
     def _due(self, n: int) -> tuple[bool, bool]:
         """Whether the n-th update also steps the actor, and whether a Polyak update follows."""
         do_actor = n % self.cfg.actor_update_interval == 0
         do_polyak = self.critic_target is not None and n % self.cfg.target_update_interval == 0
         return do_actor, do_polyak
 
-    def _update_compiled(self, batch: Batch) -> Tensor:
-        """`update` as one compiled graph (compile=true or cudagraphs=true, no batch norm)."""
-        n = self.num_updates + 1
-        do_actor, do_polyak = self._due(n)
+    def _update_compiled(self, batch: Batch, k: int | None) -> Tensor:
+        """`update` (k None) or `update_many` (k updates) as one compiled graph (compile=true
+        or cudagraphs=true, no batch norm)."""
+        n = self.num_updates
+        due = tuple(self._due(n + i + 1) for i in range(k or 1))
         if self._adam is None:
             # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
             alpha_adam = AdamState(self.alpha_optim) if self.cfg.autotune_alpha else None
             self._adam = (AdamState(self.critic_optim), AdamState(self.actor_optim), alpha_adam)
             if self.cudagraphs:
                 self._mark_static()
-        # The first call with each pair of flags compiles a graph for it (with CUDA graphs
-        # the second records it); after a failure there the update is redone eagerly.
-        metrics = self._guarded(
-            (do_actor, do_polyak),
-            PROBATION_STEPS if self.cudagraphs else 1,
-            lambda: self._graph_update(batch, self._actor_metrics, do_actor, do_polyak),
-        )
+        # The first call with each pattern of flags compiles a graph for it (with CUDA graphs
+        # the second records it); after a failure there the updates are redone eagerly.
+        if k is None:
+            key, run = due[0], lambda: self._graph_update(batch, self._actor_metrics, *due[0])
+        else:
+            if self._graph_update_many is None:
+                self._graph_update_many = self._compile_graph(self._update_graph_many)
+            graph = self._graph_update_many
+            key, run = due, lambda: graph(batch, self._actor_metrics, due)
+        metrics = self._guarded(key, PROBATION_STEPS if self.cudagraphs else 1, run)
         if metrics is None:
-            return self.update(batch)
-        self.num_updates = n
+            return self.update(batch) if k is None else self.update_many(batch)
+        self.num_updates = n + len(due)
         # A CUDA graph's output lives in its memory pool until the next replay overwrites it.
         return metrics.clone() if self.cudagraphs else metrics
 
@@ -314,6 +338,18 @@ class SAC:
         actor_loss, alpha_loss, entropy = actor_metrics
         metrics = [critic_loss, actor_loss, alpha_loss, alpha, entropy, q_mean, target_q_mean]
         return torch.stack(metrics)
+
+    @torch.no_grad()
+    def _update_graph_many(
+        self, batch: Batch, actor_metrics: Tensor, due: tuple[tuple[bool, bool], ...]
+    ) -> Tensor:
+        """`_update_graph` once per (do_actor, do_polyak) in `due`, on batch[k]; (K, 7)."""
+        return torch.stack(
+            [
+                self._update_graph(Batch(*(x[i] for x in batch)), actor_metrics, *flags)
+                for i, flags in enumerate(due)
+            ]
+        )
 
     def _critic_objective(
         self, params: list[Tensor], batch: Batch, alpha: Tensor

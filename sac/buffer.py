@@ -67,15 +67,19 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch_size: int) -> Batch:
-        """Uniform sample with replacement; indices are drawn on the device."""
+    def sample(self, batch_size: int, num_batches: int | None = None) -> Batch:
+        """Uniform sample with replacement; indices are drawn on the device. With
+        `num_batches` = K, K such batches stacked, each field (K, batch_size, ...), in one
+        draw (for SAC.update_many)."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = torch.randint(
-            0, self.size, (batch_size,), device=self.device, generator=self.generator
-        )
+        n = batch_size * (num_batches or 1)
+        idx = torch.randint(0, self.size, (n,), device=self.device, generator=self.generator)
         # index_select: the same rows as x[idx], in half the time of advanced indexing on CPU
-        return Batch(**{name: getattr(self, name).index_select(0, idx) for name in Batch._fields})
+        rows = [getattr(self, name).index_select(0, idx) for name in Batch._fields]
+        if num_batches is not None:
+            rows = [x.view(num_batches, batch_size, *x.shape[1:]) for x in rows]
+        return Batch(*rows)
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -98,6 +98,10 @@ class TrainConfig:
     # CUDA graph replay (with batch norm: each loss's forward and backward, mode
     # "reduce-overhead")
     cudagraphs: bool = False
+    # Gradient updates run together in one call (SAC.update_many): with the one compiled
+    # graph, K updates unrolled into one graph (K times its compile time). Updates then wait
+    # until K are due (up to K - 1 fewer at the end of a run).
+    updates_per_call: int = 1
     # float32 matmul precision (torch.set_float32_matmul_precision): highest keeps IEEE float32;
     # high allows TF32 on NVIDIA GPUs (Ampere and newer); medium also allows bfloat16 inner
     # products, which CPUs with AVX512-BF16/AMX can run faster (by how much depends on the CPU).

@@ -233,6 +233,7 @@ class Trainer:
         metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
         metric_count, interval_start = 0, self.step
         utd = Fraction(str(cfg.agent.updates_per_step)).limit_denominator(1_000_000)
+        k, batch_size = cfg.updates_per_call, cfg.agent.batch_size
         sps_mark = (time.perf_counter(), self.step)
         self._install_signal_handlers()
         try:
@@ -259,10 +260,15 @@ class Trainer:
                 # Each transition collected after the warm-up earns updates_per_step gradient
                 # updates (a vector step of N envs earns N * updates_per_step). Counted exactly
                 # from the step counter, so fractions neither drift nor reset on resume.
+                # With updates_per_call = K they run K at a time, once K are due.
                 due = int(max(0, self.step - warmup) * utd)
-                while self.agent.num_updates < due and len(self.buffer) >= cfg.agent.batch_size:
-                    metric_sum += self.agent.update(self.buffer.sample(cfg.agent.batch_size))
-                    metric_count += 1
+                while self.agent.num_updates + k <= due and len(self.buffer) >= batch_size:
+                    if k == 1:
+                        metric_sum += self.agent.update(self.buffer.sample(batch_size))
+                    else:
+                        many = self.agent.update_many(self.buffer.sample(batch_size, k))
+                        metric_sum += many.sum(dim=0)
+                    metric_count += k
 
                 if _crossed(prev, self.step, cfg.log_every) or self.step >= cfg.total_steps:
                     now = time.perf_counter()
@@ -584,6 +590,7 @@ def _check_config(cfg: DictConfig) -> None:
         ),
         (cfg.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0 keeps all)"),
         (cfg.env.num_envs >= 1, "env.num_envs must be >= 1"),
+        (cfg.updates_per_call >= 1, "updates_per_call must be >= 1"),
         (cfg.agent.batch_size > 0, "agent.batch_size must be > 0"),
         (cfg.agent.buffer_size > 0, "agent.buffer_size must be > 0"),
         (cfg.agent.warmup_steps >= 0, "agent.warmup_steps must be >= 0"),

@@ -195,6 +195,33 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     assert not agent.compiled and not agent.cudagraphs
 
 
+def test_update_many_falls_back_to_eager_updates_when_its_graph_fails(monkeypatch, caplog):
+    """A failure compiling update_many's graph (its K updates unrolled) warns once and redoes
+    the K updates eagerly; the one-update graph compiled fine, and training goes on."""
+
+    def compile_failing_many(fn, mode=None, **kwargs):
+        def compiled(*args):
+            if fn.__name__ == "_update_graph_many":
+                raise RuntimeError("out of memory compiling the unrolled graph")
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_failing_many)
+    torch.manual_seed(0)
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16]), compile=True)
+    agent.update(make_batch(32))
+    batches = [make_batch(32) for _ in range(3)]
+    stacked = Batch(*(torch.stack(x) for x in zip(*batches)))
+    with caplog.at_level("WARNING", logger="sac"):
+        metrics = agent.update_many(stacked)
+        agent.update_many(stacked)
+    warnings = [r.getMessage() for r in caplog.records if "compile=true" in r.getMessage()]
+    assert len(warnings) == 1 and "unrolled graph" in warnings[0]
+    assert metrics.shape == (3, 7) and torch.isfinite(metrics).all()
+    assert agent.num_updates == 7 and not agent.one_graph
+
+
 @pytest.mark.parametrize("failing", ["critic", "actor", "graph"])
 def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog, failing):
     """CUDA graphs are recorded after a warm-up call: a failure there must not stop the run.

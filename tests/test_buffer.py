@@ -52,6 +52,21 @@ def test_sample_returns_consistent_rows_from_the_filled_part():
     torch.testing.assert_close(b.terminated, (b.reward % 2 == 0).float())
 
 
+def test_stacked_batches_are_independent_consistent_samples():
+    """sample(B, K): K batches stacked (K, B, ...) for SAC.update_many, from one draw."""
+    buf = ReplayBuffer(100, 3, 2, "cpu", seed=0)
+    buf.add(*_rows(0, 10))
+    b = buf.sample(200, 4)
+    assert b.obs.shape == (4, 200, 3) and b.action.shape == (4, 200, 2)
+    assert b.reward.shape == b.terminated.shape == (4, 200)
+    torch.testing.assert_close(b.obs[..., 0], b.reward)  # rows stay whole transitions
+    torch.testing.assert_close(b.next_obs[..., 1], b.reward + 0.5)
+    torch.testing.assert_close(b.action[..., 1], b.reward)
+    for k in range(4):  # each batch covers the filled part on its own, not a slice of it
+        assert set(b.reward[k].tolist()) == set(range(10))
+    assert not torch.equal(b.reward[0], b.reward[1])
+
+
 def test_sampling_is_reproducible_by_seed():
     a, b = ReplayBuffer(50, 3, 2, "cpu", seed=7), ReplayBuffer(50, 3, 2, "cpu", seed=7)
     for buf in (a, b):

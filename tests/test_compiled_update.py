@@ -166,8 +166,9 @@ def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypat
         )
 
 
+@pytest.mark.parametrize("per_call", [1, 2], ids=["update", "update_many"])
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
-def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, options):
+def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, options, per_call):
     """CUDA graph trees record a graph only if every input it writes in place is static (the
     same memory at every call), no input is a CPU tensor and no op is one they cannot capture
     (a host sync, a data-dependent shape): otherwise Inductor runs it without CUDA graphs, or
@@ -176,7 +177,8 @@ def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, o
     moments and steps, log alpha, the actor's metrics) are among those marked static; no
     Python float became an input (0-d float64: on CUDA a CPU tensor), also for a second agent
     with other floats in the same process; and no op is incompatible. (The ops checked are the
-    CPU variant's: on CUDA the ReLU and dropout differ, see networks.py.)"""
+    CPU variant's: on CUDA the ReLU and dropout differ, see networks.py.) The same for
+    update_many's graph of K updates."""
     found = []
 
     def inspect(gm, example_inputs):
@@ -195,8 +197,12 @@ def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, o
         agent = SAC(OBS, act, AgentConfig(hidden_sizes=[16], **options), cudagraphs=True)
         g = torch.Generator().manual_seed(0)
         for _ in range(2):
-            batch = _batch(g, "cpu")
-            agent.update(batch._replace(action=batch.action[:, :act]))
+            batches = [_batch(g, "cpu") for _ in range(per_call)]
+            batches = [b._replace(action=b.action[:, :act]) for b in batches]
+            if per_call == 1:
+                agent.update(batches[0])
+            else:  # update_many's graph, the same checks
+                agent.update_many(_stack(batches))
         assert agent.one_graph and agent.compiled
     assert len(found) == 2  # one graph for each agent
     n_params = sum(1 for _ in agent.critic.parameters()) + sum(1 for _ in agent.actor.parameters())
@@ -205,3 +211,94 @@ def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, o
         assert len(mutated) >= 4 * n_params
         assert mutated <= static, f"mutated inputs not marked static: {sorted(mutated - static)}"
         assert not floats
+
+
+def _stack(batches: list[Batch]) -> Batch:
+    return Batch(*(torch.stack(x) for x in zip(*batches)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("device", "flag"),
+    [
+        ("cpu", "compile"),
+        *(pytest.param(*p, marks=DEVICES[1].marks) for p in [("cuda", "compile")]),
+        *(pytest.param(*p, marks=DEVICES[1].marks) for p in [("cuda", "cudagraphs")]),
+    ],
+)
+def test_update_many_unrolled_matches_eager_updates_one_by_one(device, flag):
+    """update_many's graph (K updates unrolled into one) gives the numbers of K eager updates
+    on the same batches, drawing the same policy noise in the same order. K = 2 with a delayed
+    actor and target every other update: each call unrolls an update without and one with
+    the actor step and the Polyak update."""
+    cfg = AgentConfig(hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2)
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    eager = SAC(OBS, ACT, cfg, device)
+    fast = SAC(OBS, ACT, cfg, device, **{flag: True})
+    fast.load_state_dict(eager.state_dict())
+    g = torch.Generator().manual_seed(1)
+    metrics: dict[str, list[torch.Tensor]] = {"eager": [], "fast": []}
+    for group in range(4):
+        batches = [_batch(g, device) for _ in range(2)]
+        torch.manual_seed(100 + group)
+        metrics["eager"] += [eager.update(b) for b in batches]
+        torch.manual_seed(100 + group)
+        metrics["fast"].append(fast.update_many(_stack(batches)))
+
+    assert fast.compiled and fast.one_graph  # no fallback
+    assert fast.num_updates == eager.num_updates == 8
+    assert set(fast._probation) == {((False, False), (True, True))}  # one graph
+    if flag == "cudagraphs":
+        assert_recorded_as_cuda_graphs()
+    tol = {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(torch.cat(metrics["fast"]), torch.stack(metrics["eager"]), **tol)
+    for mine, theirs in (
+        (fast.actor, eager.actor),
+        (fast.critic, eager.critic),
+        (fast.critic_target, eager.critic_target),
+    ):
+        for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
+            torch.testing.assert_close(p, q, **tol)
+    torch.testing.assert_close(fast.log_alpha, eager.log_alpha, **tol)
+    torch.testing.assert_close(
+        fast.critic_optim.state_dict(), eager.critic_optim.state_dict(), **tol
+    )
+
+
+def test_update_many_is_one_graph_for_each_pattern_of_steps(monkeypatch):
+    """Traced only: update_many compiles one more graph (fullgraph: a break raises) for each
+    pattern of actor steps and Polyak updates its K updates take: with K = 3 and both every
+    other update, calls alternate between two. Single updates still take their own graph."""
+    compiled = compile_with(monkeypatch, "eager")
+    counters.clear()
+    g = torch.Generator().manual_seed(0)
+    batches = _stack([_batch(g, "cpu") for _ in range(3)])
+    cfg = AgentConfig(hidden_sizes=[16], target_update_interval=2, actor_update_interval=2)
+    agent = SAC(OBS, ACT, cfg, compile=True)
+    for _ in range(3):
+        assert agent.update_many(batches).shape == (3, 7)
+    agent.update(Batch(*(x[0] for x in batches)))
+    assert compiled == ["_update_graph", "_update_graph_many"]
+    assert counters["stats"]["unique_graphs"] == 3
+    no, yes = (False, False), (True, True)
+    assert set(agent._probation) == {(no, yes, no), (yes, no, yes), yes}  # the 10th: both
+    assert agent.one_graph and agent.num_updates == 10
+
+
+@pytest.mark.parametrize(
+    ("options", "flags"), [({}, {}), (BATCH_NORM, {"compile": True})], ids=["eager", "batch-norm"]
+)
+def test_update_many_without_the_one_graph_calls_update_k_times(monkeypatch, options, flags):
+    compile_with(monkeypatch, "eager")
+    g = torch.Generator().manual_seed(0)
+    batches = [_batch(g, "cpu") for _ in range(3)]
+    agent = SAC(OBS, ACT, AgentConfig(hidden_sizes=[16], **options), **flags)
+    seen = []
+    update = agent.update
+    monkeypatch.setattr(agent, "update", lambda b: seen.append(b) or update(b))
+    assert agent.update_many(_stack(batches)).shape == (3, 7)
+    assert len(seen) == 3 and agent.num_updates == 3
+    for mine, theirs in zip(seen, batches, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(mine, theirs, strict=True))

@@ -111,6 +111,52 @@ def test_a_compiled_run_takes_the_eager_runs_actions(make_cfg, tmp_path, monkeyp
         torch.testing.assert_close(p, q, **tol)
 
 
+def test_updates_per_call_runs_updates_k_at_a_time(make_cfg, tmp_path, monkeypatch):
+    """updates_per_call=3: the updates wait until 3 are due and run in one update_many call
+    (the one graph, traced); a compiled and an eager run stay the same run. 150 transitions
+    after the warm-up at 1.5 updates each are 225 updates, all run (a multiple of 3)."""
+    compile_with(monkeypatch, "eager")
+    runs = {}
+    for name in ("eager", "compile"):
+        cfg = make_cfg(
+            *SHORT,
+            "total_steps=350",
+            "updates_per_call=3",
+            "agent.updates_per_step=1.5",
+            "checkpoint_every=0",
+            f"compile={name == 'compile'}".lower(),
+        )
+        trainer = Trainer(cfg, tmp_path / name)
+        groups: list[torch.Size] = []
+
+        def update_many(batch, seen=groups, run=trainer.agent.update_many):
+            seen.append(batch.obs.shape)
+            return run(batch)
+
+        monkeypatch.setattr(trainer.agent, "update_many", update_many)
+        trainer.train()
+        assert trainer.agent.one_graph == (name == "compile")
+        # every update in a group of 3 (none called alone)
+        assert groups == [(3, 32, 3)] * 75 and trainer.agent.num_updates == 225
+        runs[name] = trainer
+    for p, q in zip(
+        runs["compile"].agent.actor.parameters(), runs["eager"].agent.actor.parameters()
+    ):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-4)
+    with open(tmp_path / "compile" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["losses/critic"]]
+    assert rows and all(np.isfinite(float(r["losses/critic"])) for r in rows)
+
+
+def test_a_group_of_updates_waits_until_it_is_due(make_cfg, tmp_path):
+    """updates_per_call=4 at one update per transition: 401 transitions after the warm-up
+    earn 401 updates, of which the 400 of whole groups run."""
+    cfg = make_cfg(*SHORT, "total_steps=601", "updates_per_call=4", "checkpoint_every=0")
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    assert trainer.agent.num_updates == 400
+
+
 def test_vector_envs_count_transitions_and_utd(make_cfg, tmp_path):
     cfg = make_cfg(
         *SHORT,
@@ -171,6 +217,7 @@ def test_a_trainer_that_fails_to_start_leaves_matmul_precision_alone(make_cfg, t
         ("agent.actor_lr=-1", "lr"),
         ("agent.hidden_sizes=[]", "hidden_sizes"),
         ("env.num_envs=0", "num_envs"),
+        ("updates_per_call=0", "updates_per_call must be >= 1"),
         ("matmul_precision=low", "matmul_precision must be one of highest, high, medium"),
         ("cudagraphs=true", "cudagraphs=true needs a CUDA device, and this run is on cpu"),
     ],
