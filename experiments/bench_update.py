@@ -19,6 +19,12 @@ times this checkout's update (A) against another checkout's (B) in one process: 
 alternate, each pair in turn order, and it prints the median of the paired A/B ratios. On a
 machine whose speed drifts between runs (the 2-core one does, by 20-30%) that is much steadier
 than comparing two processes.
+
+    python experiments/bench_update.py --compile --per-call 4 1 --repeats 30 --updates 24
+
+times updates made K at a time (`SAC.update_many`, updates_per_call=K: with compile=true one
+graph unrolling K) against one at a time, paired the same way (A = the first K). A single
+`--per-call K` times only that; with `--vs`, both checkouts at that K.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import importlib
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,29 +98,45 @@ def build(args: argparse.Namespace, sac_cls: Any, config_cls: Any) -> Any:
     return sac_cls(args.obs_dim, args.act_dim, cfg, args.device, **flags)
 
 
-def time_updates(args: argparse.Namespace, agents: list[tuple[Any, Any]]) -> list[list[float]]:
-    """Seconds per update, one value per timed block, for each (agent, Batch type); with two
-    agents the blocks alternate and each round swaps who goes first."""
+def updater(
+    args: argparse.Namespace, agent: Any, batch_cls: Any, per_call: int
+) -> Callable[[int], Any]:
+    """`run(i)`: the agent's i-th call on random batches: one update, or `per_call` of them
+    through update_many on stacked batches."""
     batches = random_batches(8, args.batch_size, args.obs_dim, args.act_dim, args.device)
-    own = [[batch_cls(*b) for b in batches] for _, batch_cls in agents]
+    if per_call == 1:
+        own = [batch_cls(*b) for b in batches]
+        return lambda i: agent.update(own[i % len(own)])
+    if not hasattr(agent, "update_many"):
+        raise SystemExit("--per-call above 1 needs SAC.update_many, which --vs's checkout lacks")
+    groups = [[batches[(i + j) % len(batches)] for j in range(per_call)] for i in range(8)]
+    stacked = [batch_cls(*(torch.stack(x) for x in zip(*group))) for group in groups]
+    return lambda i: agent.update_many(stacked[i % len(stacked)])
+
+
+def time_updates(args: argparse.Namespace, agents: list[tuple[Any, Any, int]]) -> list[list[float]]:
+    """Seconds per update, one value per timed block, for each (agent, Batch type, updates
+    per call); with two agents the blocks alternate and each round swaps who goes first."""
+    runs = [updater(args, agent, batch_cls, k) for agent, batch_cls, k in agents]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for k, ((agent, _), bs) in enumerate(zip(agents, own)):
-        for i in range(args.warmup):
-            agent.update(bs[i % len(bs)])
+    for n, ((agent, _, k), run) in enumerate(zip(agents, runs)):
+        for i in range(-(-args.warmup // k)):
+            run(i)
         sync()
         if (args.compile or args.cudagraphs) and not agent.compiled:
-            which = f" for --vs {args.vs}" if k else ""
+            which = f" for --vs {args.vs}" if n and args.vs else ""
             print(f"warning: compilation failed{which}, its timings below are eager")
     blocks: list[list[float]] = [[] for _ in agents]
     for r in range(args.repeats):
         order = list(range(len(agents)))
-        for k in order[r % 2 :] + order[: r % 2]:
-            agent, bs = agents[k][0], own[k]
+        for n in order[r % 2 :] + order[: r % 2]:
+            k, run = agents[n][2], runs[n]
+            calls = max(1, args.updates // k)
             t0 = time.perf_counter()
-            for i in range(args.updates):
-                agent.update(bs[i % len(bs)])
+            for i in range(calls):
+                run(i)
             sync()
-            blocks[k].append((time.perf_counter() - t0) / args.updates)
+            blocks[n].append((time.perf_counter() - t0) / (calls * k))
     return blocks
 
 
@@ -159,26 +182,44 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="AgentConfig options for both checkouts, e.g. critic_norm=layer critic_dropout=0.01",
     )
+    p.add_argument(
+        "--per-call",
+        nargs="+",
+        type=int,
+        default=[1],
+        metavar="K",
+        help="updates per call (update_many); two values: time both, paired (A = the first)",
+    )
     args = p.parse_args(argv)
     args.agent = dict(args.agent)
-    agents = [(build(args, SAC, AgentConfig), Batch)]
+    if len(args.per_call) > 2 or min(args.per_call) < 1:
+        p.error("--per-call takes one or two values, each >= 1")
+    if len(args.per_call) == 2 and args.vs:
+        p.error("--per-call with two values compares this checkout with itself: drop --vs")
+    per_call = args.per_call[0]
+    agents = [(build(args, SAC, AgentConfig), Batch, per_call)]
     if args.vs:
         other_sac, other_batch, other_config = load_checkout(args.vs)
-        agents.append((build(args, other_sac, other_config), other_batch))
+        agents.append((build(args, other_sac, other_config), other_batch, per_call))
+    elif len(args.per_call) == 2:
+        agents.append((build(args, SAC, AgentConfig), Batch, args.per_call[1]))
     blocks = time_updates(args, agents)
     print(
-        f"{summary('update', blocks[0], args)} on {args.device}, batch {args.batch_size},"
+        f"{summary(f'update ({per_call} per call)', blocks[0], args)} on {args.device},"
+        f" batch {args.batch_size},"
         f" 2x{args.hidden}, compile={args.compile}, cudagraphs={args.cudagraphs},"
         f" agent options {args.agent or 'none'},"
         f" torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    if args.vs:
-        print(summary(f"update of {args.vs}", blocks[1], args))
+    if len(agents) == 2:
+        other = f"of {args.vs}" if args.vs else f"({agents[1][2]} per call)"
+        print(summary(f"update {other}", blocks[1], args))
         ratios = [a / b for a, b in zip(*blocks)]
         low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        a = "this checkout" if args.vs else f"{per_call} per call"
         print(
             f"A/B: median paired ratio {statistics.median(ratios):.3f}"
-            f" (quartiles {low:.3f}-{high:.3f}, {len(ratios)} pairs; A = this checkout)"
+            f" (quartiles {low:.3f}-{high:.3f}, {len(ratios)} pairs; A = {a})"
         )
 
 

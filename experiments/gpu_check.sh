@@ -11,7 +11,8 @@
 # tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
 #        cudagraphs=true training run, the replay buffer and the policy export on CUDA
 # update the gradient update alone (bench_update.py): eager, compile=true, cudagraphs=true at
-#        batch 256, and cudagraphs=true at batches 1024 and 4096 (OUT_DIR/update.log)
+#        batch 256, cudagraphs=true at batches 1024 and 4096, and cudagraphs=true with four
+#        updates per replay (updates_per_call=4) paired against one (OUT_DIR/update.log)
 # speed  HalfCheetah-v5, one env, batch 256, one update per step: SB3 and this project eager,
 #        compile=true and cudagraphs=true, 2 repeats (results in OUT_DIR/speed_cuda.md)
 # envs   16 envs (one update per transition, and one per vector step with batch 2048), and a
@@ -71,7 +72,7 @@ if [[ $stage == tests || $stage == all ]]; then
 fi
 if [[ $stage == update || $stage == all ]]; then
     for flags in "" "--compile" "--cudagraphs" "--cudagraphs --batch-size 1024" \
-        "--cudagraphs --batch-size 4096"; do
+        "--cudagraphs --batch-size 4096" "--cudagraphs --per-call 4 1 --repeats 10"; do
         # shellcheck disable=SC2086  # $flags is several words on purpose
         python3 experiments/bench_update.py --device cuda --warmup 100 --updates 500 $flags \
             2>&1 | tee -a "$out/update.log" || status=1

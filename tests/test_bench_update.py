@@ -21,7 +21,9 @@ def test_bench_update_prints_the_time_per_update():
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    match = re.search(r"update: median ([\d.]+) ms \(min ([\d.]+), max ([\d.]+);", proc.stdout)
+    match = re.search(
+        r"update \(1 per call\): median ([\d.]+) ms \(min ([\d.]+), max ([\d.]+);", proc.stdout
+    )
     assert match, proc.stdout
     median, low, high = map(float, match.groups())
     assert 0 < low <= median <= high
@@ -46,6 +48,21 @@ def test_bench_update_vs_another_checkout_prints_paired_ratios(tmp_path):
     assert proc.returncode != 0
     assert f"--vs {tmp_path}: no sac package there" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_update_times_updates_made_k_at_a_time_against_one_at_a_time():
+    script = [sys.executable, str(SCRIPT), "--hidden", "16", "--warmup", "3", "--updates", "6",
+              "--repeats", "2"]  # fmt: skip
+    proc = subprocess.run([*script, "--per-call", "3", "1"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"update \(3 per call\): median [\d.]+ ms .*2 blocks of 6", proc.stdout)
+    assert re.search(r"update \(1 per call\): median [\d.]+ ms", proc.stdout)
+    assert re.search(r"A/B: median paired ratio [\d.]+ .*2 pairs; A = 3 per call", proc.stdout)
+    for bad in (["0"], ["1", "2", "3"]):
+        proc = subprocess.run([*script, "--per-call", *bad], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and "--per-call takes one or two values" in proc.stderr
 
 
 def _bench_update_module(monkeypatch):
