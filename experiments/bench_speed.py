@@ -22,6 +22,13 @@ same boundaries. SB3 is the optional `bench` extra: pip install -e '.[bench]'.
 `--untimed N` adds N learning steps between the warm-up and the window for every row (SB3
 too): with compile=true the first updates compile (tens of seconds), which is a one-off cost
 the window should not hold.
+
+    python experiments/bench_speed.py --untimed 1000 --sb3-train-freq 4 \
+        --sac-variants "compile=true" "compile=true updates_per_call=4"
+
+`--sb3-train-freq K` adds a row of SB3 with `train_freq=K, gradient_steps=K` (K env steps,
+then K updates): the schedule of this project's `updates_per_call=K`. The ratio column stays
+relative to SB3's default row (train_freq=1).
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ class Measurement:
     """One timed window of one worker process."""
 
     impl: str  # "sac" or "sb3"
-    overrides: list[str]  # extra Hydra overrides (sac variants only)
+    overrides: list[str]  # extra Hydra overrides (sac variants), or SB3's train_freq=K
     sps: float  # env steps per second in the window
     steps: int  # env steps in the window
     seconds: float  # wall time of the window
@@ -164,12 +171,15 @@ def run_sb3(args: argparse.Namespace) -> Measurement:
     warmup, total = args.warmup, args.warmup + args.untimed + args.steps
     timed_from = warmup + args.untimed
 
+    freq = int(dict(o.split("=", 1) for o in args.overrides).get("train_freq", 1))
+
     class WindowTimer(BaseCallback):
         """Marks the time (and update count) when the warm-up ends and when training ends.
 
-        With train_freq=1 a rollout is one env step and the gradient step follows it, so the
-        rollout that starts at num_timesteps == warmup is the first timed step; training ends
-        right after the gradient step of the last env step.
+        A rollout is `freq` env steps and that many gradient steps follow it (the window's
+        bounds are multiples of freq), so the rollout that starts at num_timesteps == warmup
+        is the first timed step; training ends right after the gradient steps of the last
+        rollout.
         """
 
         def __init__(self) -> None:
@@ -197,8 +207,8 @@ def run_sb3(args: argparse.Namespace) -> Measurement:
         batch_size=BATCH_SIZE,
         buffer_size=BUFFER_SIZE,
         learning_starts=warmup,
-        train_freq=1,
-        gradient_steps=1,
+        train_freq=freq,
+        gradient_steps=freq,
         policy_kwargs={"net_arch": list(HIDDEN)},
         device=args.device,
         seed=args.seed,
@@ -297,8 +307,12 @@ def _rows(args: argparse.Namespace) -> list[Row]:
             Row("sac (this project)", f"{base}; {variant}", "sac", shlex.split(variant), [])
         )
     if not args.no_sb3:
-        version = metadata.version("stable-baselines3")
-        rows.insert(1, Row(f"Stable-Baselines3 {version} SAC", base, "sb3", [], []))
+        name = f"Stable-Baselines3 {metadata.version('stable-baselines3')} SAC"
+        rows.insert(1, Row(name, base, "sb3", [], []))
+        if args.sb3_train_freq > 1:
+            k = args.sb3_train_freq
+            settings = f"{base}; train_freq={k}, gradient_steps={k}"
+            rows.insert(2, Row(name, settings, "sb3", [f"train_freq={k}"], []))
     return rows
 
 
@@ -479,12 +493,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ' e.g. "env.num_envs=4" "agent.num_critics=2 torch_threads=1"',
     )
     p.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    p.add_argument(
+        "--sb3-train-freq",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also SB3 with train_freq=K, gradient_steps=K (updates_per_call=K's schedule)",
+    )
     p.add_argument("--out", default=None, help="report path (default results/speed_<env>.md)")
     p.add_argument("--worker", choices=["sac", "sb3"], help=argparse.SUPPRESS)
     p.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.warmup < 0 or args.untimed < 0 or args.steps < 1 or args.repeats < 1:
         p.error("need --warmup >= 0, --untimed >= 0, --steps >= 1 and --repeats >= 1")
+    k = args.sb3_train_freq
+    if k < 1 or (args.warmup % k or args.untimed % k or args.steps % k):
+        p.error(f"--sb3-train-freq {k}: must be >= 1 and divide --warmup, --untimed and --steps")
     every = _log_every(args.warmup, args.untimed, args.steps)
     if args.steps // every > MAX_LOG_ROWS_IN_WINDOW:
         p.error(

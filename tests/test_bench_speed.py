@@ -1,8 +1,10 @@
-"""experiments/bench_speed.py's report: a compiled row that ran eager says so in the table."""
+"""experiments/bench_speed.py's report: a compiled row that ran eager says so in the table;
+--sb3-train-freq adds an SB3 row on updates_per_call's schedule."""
 
 import importlib.util
 import sys
 
+import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "experiments" / "bench_speed.py"
@@ -35,3 +37,29 @@ def test_a_row_whose_compilation_failed_is_marked_in_the_table(monkeypatch):
     lines = bench._table(rows).splitlines()
     assert "ran eager" not in lines[2]
     assert "compile=true **(compilation failed, ran eager: 1 of 2 repeats)**" in lines[3]
+
+
+def test_sb3_train_freq_adds_an_sb3_row_on_that_schedule(monkeypatch):
+    bench = _module(monkeypatch)
+    monkeypatch.setattr(bench.metadata, "version", lambda dist: "2.9.2")
+    args = bench.parse_args(
+        ["--sb3-train-freq", "4", "--sac-variants", "compile=true updates_per_call=4"]
+    )
+    rows = bench._rows(args)
+    assert [(r.impl, r.overrides) for r in rows] == [
+        ("sac", []),
+        ("sb3", []),
+        ("sb3", ["train_freq=4"]),
+        ("sac", ["compile=true", "updates_per_call=4"]),
+    ]
+    assert rows[2].settings.endswith("; train_freq=4, gradient_steps=4")
+
+    def measured(impl, sps):
+        return bench.Measurement(impl, [], sps, 1000, 1000 / sps, 1000, 2, "cpu", 0.0, False)
+
+    for row, sps in zip(rows, (150.0, 50.0, 60.0, 200.0), strict=True):
+        row.results.append(measured(row.impl, sps))
+    ratios = [line.split(" | ")[5] for line in bench._table(rows).splitlines()[2:]]
+    assert ratios == ["3.00", "1.00", "1.20", "4.00"]  # all against SB3's default row
+    with pytest.raises(SystemExit):  # 3 does not divide the default 1000-step warm-up
+        bench.parse_args(["--sb3-train-freq", "3"])
