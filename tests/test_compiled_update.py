@@ -54,6 +54,41 @@ OPTIONS = {
 BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks": False}
 
 
+def _twins(device: str, flag: str, **options) -> tuple[SAC, SAC]:
+    """An eager agent and a `flag`=true one with its weights. A target update every other
+    step and a delayed actor: both Python branches get taken."""
+    cfg = AgentConfig(
+        hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2, **options
+    )
+    torch._dynamo.reset()  # (compiled code of earlier tests' agents counts to a recompile limit)
+    counters.clear()
+    torch.manual_seed(0)
+    eager = SAC(OBS, ACT, cfg, device)
+    fast = SAC(OBS, ACT, cfg, device, **{flag: True})
+    fast.load_state_dict(eager.state_dict())
+    return eager, fast
+
+
+def _assert_same_state(fast: SAC, eager: SAC, tol: dict[str, float]) -> None:
+    """Networks, temperature and the optimizers' state (compile=true steps them with its own
+    Adam) match."""
+    nets = [(fast.actor, eager.actor), (fast.critic, eager.critic)]
+    if eager.cfg.target_networks:
+        nets.append((fast.critic_target, eager.critic_target))
+    for mine, theirs in nets:
+        for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
+            torch.testing.assert_close(p, q, **tol)
+    torch.testing.assert_close(fast.log_alpha, eager.log_alpha, **tol)
+    if eager.cfg.autotune_alpha:
+        assert not torch.equal(fast.log_alpha, torch.zeros_like(fast.log_alpha))  # it moved
+    for mine, theirs in (
+        (fast.critic_optim, eager.critic_optim),
+        (fast.actor_optim, eager.actor_optim),
+        (fast.alpha_optim, eager.alpha_optim),
+    ):
+        torch.testing.assert_close(mine.state_dict(), theirs.state_dict(), **tol)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("flag", "options"),
@@ -68,16 +103,7 @@ BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks
 )
 @pytest.mark.parametrize("device", DEVICES)
 def test_compiled_update_matches_eager(device, flag, options):
-    # A target update every other step and a delayed actor: both Python branches get taken.
-    cfg = AgentConfig(
-        hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2, **options
-    )
-    torch._dynamo.reset()  # (compiled code of earlier tests' agents counts to a recompile limit)
-    counters.clear()
-    torch.manual_seed(0)
-    eager = SAC(OBS, ACT, cfg, device)
-    fast = SAC(OBS, ACT, cfg, device, **{flag: True})
-    fast.load_state_dict(eager.state_dict())
+    eager, fast = _twins(device, flag, **options)
     g = torch.Generator().manual_seed(1)
     metrics: dict[str, list[torch.Tensor]] = {"eager": [], "fast": []}
     # Inductor draws its own random numbers unless told to call eager's generator. The one
@@ -99,22 +125,7 @@ def test_compiled_update_matches_eager(device, flag, options):
     # Every update's metrics, read only now: with CUDA graphs, a tensor that aliased a graph's
     # output would have been overwritten by the later updates (or refuse to be read).
     torch.testing.assert_close(torch.stack(metrics["fast"]), torch.stack(metrics["eager"]), **tol)
-    nets = [(fast.actor, eager.actor), (fast.critic, eager.critic)]
-    if cfg.target_networks:
-        nets.append((fast.critic_target, eager.critic_target))
-    for mine, theirs in nets:
-        for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
-            torch.testing.assert_close(p, q, **tol)
-    torch.testing.assert_close(fast.log_alpha, eager.log_alpha, **tol)
-    if cfg.autotune_alpha:
-        assert not torch.equal(fast.log_alpha, torch.zeros_like(fast.log_alpha))  # it moved
-    # The optimizers' state too (compile=true steps it with its own Adam).
-    for mine, theirs in (
-        (fast.critic_optim, eager.critic_optim),
-        (fast.actor_optim, eager.actor_optim),
-        (fast.alpha_optim, eager.alpha_optim),
-    ):
-        torch.testing.assert_close(mine.state_dict(), theirs.state_dict(), **tol)
+    _assert_same_state(fast, eager, tol)
 
 
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
@@ -231,13 +242,7 @@ def test_update_many_unrolled_matches_eager_updates_one_by_one(device, flag):
     on the same batches, drawing the same policy noise in the same order. K = 2 with a delayed
     actor and target every other update: each call unrolls an update without and one with
     the actor step and the Polyak update."""
-    cfg = AgentConfig(hidden_sizes=[32, 32], target_update_interval=2, actor_update_interval=2)
-    torch._dynamo.reset()
-    counters.clear()
-    torch.manual_seed(0)
-    eager = SAC(OBS, ACT, cfg, device)
-    fast = SAC(OBS, ACT, cfg, device, **{flag: True})
-    fast.load_state_dict(eager.state_dict())
+    eager, fast = _twins(device, flag)
     g = torch.Generator().manual_seed(1)
     metrics: dict[str, list[torch.Tensor]] = {"eager": [], "fast": []}
     for group in range(4):
@@ -254,17 +259,7 @@ def test_update_many_unrolled_matches_eager_updates_one_by_one(device, flag):
         assert_recorded_as_cuda_graphs()
     tol = {"rtol": 1e-4, "atol": 1e-5}
     torch.testing.assert_close(torch.cat(metrics["fast"]), torch.stack(metrics["eager"]), **tol)
-    for mine, theirs in (
-        (fast.actor, eager.actor),
-        (fast.critic, eager.critic),
-        (fast.critic_target, eager.critic_target),
-    ):
-        for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
-            torch.testing.assert_close(p, q, **tol)
-    torch.testing.assert_close(fast.log_alpha, eager.log_alpha, **tol)
-    torch.testing.assert_close(
-        fast.critic_optim.state_dict(), eager.critic_optim.state_dict(), **tol
-    )
+    _assert_same_state(fast, eager, tol)
 
 
 def test_update_many_is_one_graph_for_each_pattern_of_steps(monkeypatch):
