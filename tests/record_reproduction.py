@@ -33,7 +33,7 @@ RUNS = {"sac": [], "crossq": ["agent=crossq"], "compile": ["compile=true"]}
 
 
 def run(name: str) -> dict[str, dict[str, list[float]]]:
-    """Train run `name` in a temp dir; per agent tensor: its shape, sum, sum of |x|, first values."""
+    """Train run `name` in a temp dir; per agent tensor: shape, sum, sum of |x|, first values."""
     from sac.trainer import Trainer
 
     register_configs()
