@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sac.agent import Batch
+from sac.losses import Batch
 
 _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 

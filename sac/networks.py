@@ -1,10 +1,10 @@
-"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module."""
+"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module.
+Architecture only: sac.kernels swaps in CPU kernels where they pay."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,97 +25,9 @@ def mlp(
     for h in [*hidden_sizes, out_dim]:
         if batch_norm:
             layers.append(BatchRenorm(last))
-        layers += [nn.Linear(last, h), ReLU()]
+        layers += [nn.Linear(last, h), nn.ReLU(inplace=True)]
         last = h
     return nn.Sequential(*layers[:-1])
-
-
-class _ReLUGradFromOutput(torch.autograd.Function):
-    """ReLU whose backward multiplies by sign(output), a float, instead of a saved bool mask."""
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        return torch.relu(x)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
-        ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (out,) = ctx.saved_tensors
-        return grad * torch.sign(out)  # 1 where out > 0, else 0: ReLU's derivative
-
-
-def relu_(x: Tensor) -> Tensor:
-    """ReLU, in place in eager mode (a linear layer keeps its input, not its output, for the
-    backward pass, so nothing needs the pre-activation).
-
-    Under torch.compile on CPU it is `_ReLUGradFromOutput`: Inductor's C++ backend (torch
-    2.13) writes bool tensors about 20x slower than eager does (one-off timing on the 2-core
-    machine: 745 vs 32 us for `torch.compile(lambda x: x > 0)` over 2 x 256 x 256 floats), and
-    for ReLU's backward it saves exactly such a mask. The float output is saved instead (where
-    the next layer is trained, its weight gradient needs it anyway). Finite values give the
-    same gradients; only non-finite ones differ (a NaN output gets gradient 0, as sign(NaN) is
-    0 in torch, and an infinite incoming gradient at a zero output gives NaN, not 0).
-    """
-    # is_compiling() first: in eager mode (the hot path) it is the only check made.
-    if (
-        torch.compiler.is_compiling()
-        and x.device.type == "cpu"
-        and not torch.compiler.is_exporting()
-    ):
-        return _ReLUGradFromOutput.apply(x)
-    return F.relu_(x)
-
-
-class ReLU(nn.Module):
-    """`relu_` as a module, for nn.Sequential."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return relu_(x)
-
-
-class Dropout(nn.Module):
-    """nn.Dropout (zero each element with probability p, scale the rest by 1 / (1 - p)) whose
-    masks are drawn about twice as fast on the CPU.
-
-    torch's CPU dropout draws one Bernoulli number per element from its Mersenne Twister
-    (bernoulli_ took 596 us per 2 x 256 x 256 mask, a third of a DroQ update, in a profile on
-    the 2-core machine). Here each 64-bit draw of the same generator gives two uniform 32-bit
-    integers, and an element is dropped where its integer is among the lowest round(p * 2^32):
-    the drop probability is within 2^-33 of p, and the scale is 1 / (1 - that probability).
-    (The random words took 235-266 us per such mask in two such profiles, the comparison and
-    the float mask roughly 100 us more.)
-    The mask is saved as floats, not bools (Inductor's C++ code writes bools slowly; see
-    relu_). On other devices it is F.dropout (CUDA's kernel draws its masks on the GPU).
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
-        self._dropped = round(p * 2**32)  # how many of the 2^32 integers drop an element
-        if self._dropped == 2**32:
-            raise ValueError(f"dropout probability {p} rounds to 1: it would drop everything")
-        self._scale = 2**32 / (2**32 - self._dropped)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self._dropped == 0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        n = x.numel()
-        # All 64 bits random (random_() without bounds would leave the sign bit at 0). (The
-        # bounds leave out 2^63 - 1 and double -2^63's chance: a 2^-64 change to one word.)
-        words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64)
-        u = words.view(torch.int32)[:n].view(x.shape)
-        mask = (u >= self._dropped - 2**31).to(x.dtype).mul_(self._scale)
-        return x * mask
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class BatchRenorm(nn.Module):
@@ -296,7 +208,9 @@ class EnsembleCritic(nn.Module):
         self.layer_norms = nn.ModuleList(
             EnsembleLayerNorm(num, d_out) for _, d_out in pairs[:-1] if norm == "layer"
         )
-        self.dropout = Dropout(dropout) if dropout > 0 else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        # In place: baddbmm, dropout and the norm keep no output for their backward pass.
+        self.activation = nn.ReLU(inplace=True)
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1).expand(self.num, -1, -1)
@@ -310,7 +224,7 @@ class EnsembleCritic(nn.Module):
                     x = self.dropout(x)
                 if self.layer_norms:
                     x = self.layer_norms[i](x)
-                x = relu_(x)  # in place: baddbmm, dropout and norm keep no output
+                x = self.activation(x)
         return x.squeeze(-1)
 
 

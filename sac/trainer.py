@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.agent import METRIC_NAMES, SAC, AgentConfig
 from sac.buffer import ReplayBuffer
+from sac.compiled import make_updater
 from sac.checkpoint import check_spaces, load_checkpoint, save_checkpoint, step_path
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
@@ -165,14 +166,8 @@ class Trainer:
             cfg.env.id, cfg.env.kwargs, render_mode="rgb_array" if cfg.eval_video else None
         )
         self.obs_dim, self.act_dim = space_dims(self.envs)
-        self.agent = SAC(
-            self.obs_dim,
-            self.act_dim,
-            agent_config(cfg),
-            self.device,
-            compile=cfg.compile,
-            cudagraphs=cfg.cudagraphs,
-        )
+        self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
+        self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
         self.buffer = ReplayBuffer(
             cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed=cfg.seed
         )
@@ -264,10 +259,11 @@ class Trainer:
                 due = int(max(0, self.step - warmup) * utd)
                 while self.agent.num_updates + k <= due and len(self.buffer) >= batch_size:
                     if k == 1:
-                        metric_sum += self.agent.update(self.buffer.sample(batch_size))
+                        metrics = self.updater.update(self.buffer.sample(batch_size))
+                        metric_sum += torch.stack([metrics[n] for n in METRIC_NAMES])
                     else:
-                        many = self.agent.update_many(self.buffer.sample(batch_size, k))
-                        metric_sum += many.sum(dim=0)
+                        metrics = self.updater.update_many(self.buffer.sample(batch_size, k))
+                        metric_sum += torch.stack([metrics[n] for n in METRIC_NAMES]).sum(dim=1)
                     metric_count += k
 
                 if _crossed(prev, self.step, cfg.log_every) or self.step >= cfg.total_steps:
