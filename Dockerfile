@@ -1,4 +1,4 @@
-# sac on a GPU (see the README's Docker section):
+# sac on a GPU (see docs/docker.md):
 #   docker build -t sac . && mkdir -p runs
 #   docker run --gpus all --init --user "$(id -u):$(id -g)" -v "$PWD/runs:/work/runs" sac \
 #       env=halfcheetah device=cuda
