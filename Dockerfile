@@ -1,4 +1,4 @@
-# sac on a GPU (see the README's Docker section):
+# sac on a GPU (see docs/docker.md):
 #   docker build -t sac . && mkdir -p runs
 #   docker run --gpus all --init --user "$(id -u):$(id -g)" -v "$PWD/runs:/work/runs" sac \
 #       env=halfcheetah device=cuda
@@ -10,9 +10,8 @@ FROM python:3.11-slim-bookworm
 # runtime supplies the GPU driver's EGL when NVIDIA_DRIVER_CAPABILITIES includes "graphics";
 # without a GPU, Mesa's EGL (libegl-mesa0, pulled in by libegl1) renders in software with the
 # swrast driver of libgl1-mesa-dri. libopengl0: PyOpenGL looks for libOpenGL.so.0 first.
-# No jemalloc or other allocator: measured on this project it gave no speed gain
-# (experiments/results/speed_HalfCheetah-v5*.md: 159 env steps/s with jemalloc, 162 with glibc
-# malloc), so the image keeps glibc's malloc, one thing fewer to go wrong.
+# No jemalloc or other allocator: it gave no speed gain here (experiments/results/speed.md),
+# so the image keeps glibc's malloc, one thing fewer to go wrong.
 # g++: torch.compile (compile=true, cudagraphs=true) writes C++ that Inductor builds on the CPU,
 # and Triton builds its CUDA launchers with the C compiler; without one, compilation fails and
 # training goes on uncompiled (one warning). experiments/docker_check.sh runs compile=true here.
