@@ -36,8 +36,9 @@ import torch
 from bench_speed import cpu_model  # experiments/ is on sys.path when run as a script
 from torch.utils.flop_counter import FlopCounterMode
 
-from sac.agent import PROBATION_STEPS, SAC
+from sac.agent import SAC
 from sac.buffer import ReplayBuffer
+from sac.compiled import PROBATION_STEPS, Updater, make_updater
 from sac.config import AgentConfig
 from sac.envs import EnvRunner, make_vector_env, space_dims
 from sac.trainer import MATMUL_PRECISIONS
@@ -45,14 +46,15 @@ from sac.trainer import MATMUL_PRECISIONS
 PHASES = ("act", "env", "buffer add", "sample", "update")
 
 
-def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, ReplayBuffer]:
+def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], Updater, ReplayBuffer]:
     """Seconds per env step spent in each phase, over the timed window."""
     torch.manual_seed(args.seed)
     envs = make_vector_env(args.env, None, 1)
     runner = EnvRunner(envs, args.seed)
     obs_dim, act_dim = space_dims(envs)
     cfg = AgentConfig(batch_size=args.batch_size, hidden_sizes=[args.hidden, args.hidden])
-    agent = SAC(obs_dim, act_dim, cfg, compile=args.compile)
+    agent = SAC(obs_dim, act_dim, cfg)
+    updater = make_updater(agent, compile=args.compile)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, act_dim, "cpu", seed=args.seed)
     rng = np.random.default_rng(args.seed)
     totals = dict.fromkeys(PHASES, 0.0)
@@ -71,27 +73,27 @@ def time_phases(args: argparse.Namespace) -> tuple[dict[str, float], SAC, Replay
             t3 = time.perf_counter()
             if args.compile and i == args.warmup - 1:  # compile outside the timed window
                 for _ in range(PROBATION_STEPS):  # the compiling (and guarded) updates
-                    agent.update(buffer.sample(args.batch_size))
+                    updater.update(buffer.sample(args.batch_size))
             if timed:
                 batch = buffer.sample(args.batch_size)
                 t4 = time.perf_counter()
-                agent.update(batch)
+                updater.update(batch)
                 t5 = time.perf_counter()
                 for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                     totals[name] += seconds
     finally:
         runner.close()
-    return {k: v / args.steps for k, v in totals.items()}, agent, buffer
+    return {k: v / args.steps for k, v in totals.items()}, updater, buffer
 
 
-def update_flops(agent: SAC, buffer: ReplayBuffer, batch_size: int) -> int:
+def update_flops(updater: Updater, buffer: ReplayBuffer, batch_size: int) -> int:
     """Floating-point operations of one update's matmuls, forward and backward (FlopCounterMode
     counts matmuls and convolutions only; the elementwise work is not in it). Compiled code
     runs eagerly here, the same maths: a dispatch mode such as FlopCounterMode cannot run
     inside it (and compile=true compiles with fullgraph, which then refuses to run)."""
     counter = FlopCounterMode(display=False)
     with torch.compiler.set_stance("force_eager"), counter:
-        agent.update(buffer.sample(batch_size))
+        updater.update(buffer.sample(batch_size))
     return counter.get_total_flops()
 
 
@@ -173,9 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
 
-    phases, agent, buffer = time_phases(args)
+    phases, updater, buffer = time_phases(args)
     text = report(
-        args, phases, update_flops(agent, buffer, args.batch_size), matmul_rate(args.hidden)
+        args, phases, update_flops(updater, buffer, args.batch_size), matmul_rate(args.hidden)
     )
     print(text)
     if args.out:

@@ -138,7 +138,7 @@ def run_sac(args: argparse.Namespace) -> Measurement:
     return Measurement(
         "sac", args.overrides, steps / seconds, steps, seconds, updates,
         torch.get_num_threads(), device,
-        fell_back=(cfg.compile or cfg.cudagraphs) and not trainer.agent.compiled,
+        fell_back=(cfg.compile or cfg.cudagraphs) and not trainer.updater.compiled,
     )  # fmt: skip
 
 

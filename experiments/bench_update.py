@@ -43,6 +43,7 @@ import torch
 import yaml
 
 from sac.agent import SAC, Batch
+from sac.compiled import make_updater
 from sac.config import AgentConfig
 
 
@@ -61,8 +62,9 @@ def random_batches(n: int, size: int, obs: int, act: int, device: str) -> list[B
     ]
 
 
-def load_checkout(root: str) -> tuple[Any, Any, Any]:
-    """SAC, Batch and AgentConfig of the checkout at `root`, imported beside this one's.
+def load_checkout(root: str) -> tuple[Any, Any, Any, Any]:
+    """SAC, Batch, AgentConfig and make_updater (None in checkouts from before sac.compiled)
+    of the checkout at `root`, imported beside this one's.
 
     Its modules are imported now, then this checkout's are put back: a module the other
     checkout imports only later, inside a function, would be this checkout's.
@@ -77,6 +79,10 @@ def load_checkout(root: str) -> tuple[Any, Any, Any]:
     sys.path.insert(0, root)
     try:
         agent, config = importlib.import_module("sac.agent"), importlib.import_module("sac.config")
+        try:
+            updater_fn = importlib.import_module("sac.compiled").make_updater
+        except ModuleNotFoundError:  # compile flags were the agent's own then
+            updater_fn = None
     finally:
         sys.path.remove(root)
         for name in ours():
@@ -85,17 +91,20 @@ def load_checkout(root: str) -> tuple[Any, Any, Any]:
     # The import falls back to the installed package where `root` has none: refuse that.
     if Path(agent.__file__).resolve().parent != (Path(root) / "sac").resolve():
         raise SystemExit(f"error: --vs {root}: no sac package there (found {agent.__file__})")
-    return agent.SAC, agent.Batch, config.AgentConfig
+    return agent.SAC, agent.Batch, config.AgentConfig, updater_fn
 
 
-def build(args: argparse.Namespace, sac_cls: Any, config_cls: Any) -> Any:
-    """An agent for HalfCheetah's sizes, seeded alike whatever checkout it comes from."""
+def build(args: argparse.Namespace, sac_cls: Any, config_cls: Any, updater_fn: Any) -> Any:
+    """What runs the updates of an agent for HalfCheetah's sizes (its Updater, or the agent in
+    checkouts without one), seeded alike whatever checkout it comes from."""
     torch.manual_seed(0)
     cfg = config_cls(batch_size=args.batch_size, hidden_sizes=[args.hidden] * 2, **args.agent)
     flags = {"compile": True} if args.compile else {}
     if args.cudagraphs:
         flags["cudagraphs"] = True
-    return sac_cls(args.obs_dim, args.act_dim, cfg, args.device, **flags)
+    if updater_fn is None:
+        return sac_cls(args.obs_dim, args.act_dim, cfg, args.device, **flags)
+    return updater_fn(sac_cls(args.obs_dim, args.act_dim, cfg, args.device), **flags)
 
 
 def updater(
@@ -197,12 +206,13 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.per_call) == 2 and args.vs:
         p.error("--per-call with two values compares this checkout with itself: drop --vs")
     per_call = args.per_call[0]
-    agents = [(build(args, SAC, AgentConfig), Batch, per_call)]
+    agents = [(build(args, SAC, AgentConfig, make_updater), Batch, per_call)]
     if args.vs:
-        other_sac, other_batch, other_config = load_checkout(args.vs)
-        agents.append((build(args, other_sac, other_config), other_batch, per_call))
+        other_sac, other_batch, other_config, other_updater = load_checkout(args.vs)
+        other = build(args, other_sac, other_config, other_updater)
+        agents.append((other, other_batch, per_call))
     elif len(args.per_call) == 2:
-        agents.append((build(args, SAC, AgentConfig), Batch, args.per_call[1]))
+        agents.append((build(args, SAC, AgentConfig, make_updater), Batch, args.per_call[1]))
     blocks = time_updates(args, agents)
     print(
         f"{summary(f'update ({per_call} per call)', blocks[0], args)} on {args.device},"

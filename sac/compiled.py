@@ -245,10 +245,9 @@ class OneGraph:
             "triton.cudagraphs": cudagraphs,
             "cpp_wrapper": agent.device.type == "cpu",
         }
-        self._one = torch.compile(self._update, fullgraph=True, dynamic=False, options=options)
-        self._many = torch.compile(
-            self._update_many, fullgraph=True, dynamic=False, options=options
-        )
+        self._compile = lambda fn: torch.compile(fn, fullgraph=True, dynamic=False, options=options)
+        self._one = self._compile(self._update)
+        self._many: Callable[..., Metrics] | None = None  # compiled at update_many's first call
 
     def update(self, batch: Batch, k: int | None) -> Metrics:
         """One update (k None) or k updates unrolled (every field of `batch` (k, B, ...))."""
@@ -265,6 +264,8 @@ class OneGraph:
             metrics = self._one(batch, agent.actor_metrics, *agent.due(n + 1))
         else:
             due = tuple(agent.due(n + i + 1) for i in range(k))
+            if self._many is None:
+                self._many = self._compile(self._update_many)
             metrics = self._many(batch, agent.actor_metrics, due)
         agent.num_updates = n + (k or 1)
         return metrics

@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.agent import METRIC_NAMES, SAC, AgentConfig
 from sac.buffer import ReplayBuffer
-from sac.compiled import make_updater
 from sac.checkpoint import check_spaces, load_checkpoint, save_checkpoint, step_path
+from sac.compiled import make_updater
 from sac.envs import EnvRunner, make_env, make_vector_env, space_dims
 from sac.errors import SACError
 from sac.loggers import logger_names

@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import REPO
 
-from sac.agent import PROBATION_STEPS, SAC
+from sac.agent import SAC
 from sac.buffer import ReplayBuffer
+from sac.compiled import PROBATION_STEPS, make_updater
 from sac.config import AgentConfig
 
 SCRIPT = REPO / "experiments" / "bench_breakdown.py"
@@ -50,7 +51,8 @@ def _update_macs(obs: int, act: int, h: int) -> int:
 def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch, compile):
     torch.manual_seed(0)
     obs, act, h, batch = 3, 1, 32, 64
-    agent = SAC(obs, act, AgentConfig(hidden_sizes=[h, h], batch_size=batch), compile=compile)
+    cfg = AgentConfig(hidden_sizes=[h, h], batch_size=batch)
+    agent = make_updater(SAC(obs, act, cfg), compile=compile)
     buffer = ReplayBuffer(500, obs, act, "cpu")
     buffer.add(
         torch.randn(500, obs).numpy(),

@@ -80,12 +80,13 @@ def test_load_checkout_imports_the_other_package_and_puts_ours_back(tmp_path, mo
         f.write("\nMARK = 'the other checkout'\n")
     module = _bench_update_module(monkeypatch)
     ours = sys.modules["sac.agent"]
-    sac_cls, batch_cls, config_cls = module.load_checkout(str(other))
+    sac_cls, batch_cls, config_cls, updater_fn = module.load_checkout(str(other))
     other_globals = sac_cls.update.__globals__  # the other sac.agent's namespace
     assert other_globals.get("MARK") == "the other checkout"
     assert Path(other_globals["__file__"]).resolve().parent == (other / "sac").resolve()
     assert sac_cls is not ours.SAC and batch_cls is not ours.Batch
     assert config_cls is not ours.AgentConfig
+    assert Path(updater_fn.__globals__["__file__"]).parent.resolve() == (other / "sac").resolve()
     assert sys.modules["sac.agent"] is ours  # this checkout's modules are back
 
     # A folder that merely contains this checkout (or has no sac/) would fall back to the

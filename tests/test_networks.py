@@ -2,12 +2,10 @@
 
 import itertools
 
-import pytest
 import torch
 from torch import nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from sac import networks
 from sac.networks import EnsembleCritic, EnsembleLinear, SquashedGaussianActor, squashed_log_prob
 
 
@@ -127,88 +125,3 @@ def test_one_output_ensemble_layer_equals_its_batched_matmul():
     for got, want in ((x.grad, x_ref.grad), (layer.weight.grad, w_ref.grad),
                       (layer.bias.grad, b_ref.grad)):  # fmt: skip
         torch.testing.assert_close(got, want)
-
-
-def _relu_grads(fn, x):
-    x = x.clone().requires_grad_(True)
-    out = fn(x * 1.0)  # relu_ works in place: give it a non-leaf
-    out.backward(torch.arange(1, out.numel() + 1, dtype=out.dtype).reshape(out.shape))
-    return out.detach(), x.grad
-
-
-def test_relu_with_gradient_from_its_output_equals_relu():
-    # Zeros included: ReLU's derivative there is 0 in torch, and sign(0) is 0 too.
-    x = torch.tensor([[-2.0, -0.0, 0.0, 1e-30, 3.0], [5.0, -1e-30, 0.0, -7.0, 0.5]])
-    want = _relu_grads(torch.relu, x)
-    got = _relu_grads(networks._ReLUGradFromOutput.apply, x)
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    assert not got[1].signbit().any()  # zero gradients are +0, as torch's ReLU gives them
-
-
-@pytest.mark.slow
-def test_compiled_relu_on_cpu_takes_its_gradient_from_the_output():
-    # Under torch.compile on CPU, relu_'s backward multiplies by the sign of the saved output
-    # instead of saving a bool mask (which Inductor writes slowly); eager keeps F.relu_. The
-    # compiled gradients equal eager's.
-    from torch._dynamo.testing import AotEagerAndRecordGraphs
-
-    recorder = AotEagerAndRecordGraphs()
-    torch._dynamo.reset()
-    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
-    _relu_grads(torch.compile(networks.relu_, backend=recorder, fullgraph=True), x)
-    backward = recorder.bw_graphs[0].code
-    assert "aten.sign" in backward and "threshold_backward" not in backward, backward
-
-    want = _relu_grads(networks.relu_, x)
-    got = _relu_grads(torch.compile(networks.relu_, fullgraph=True), x)  # Inductor
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-# ----------------------------------------------------------------------------- dropout
-@pytest.mark.parametrize("p", [0.01, 0.1, 0.5, 0.9])
-def test_dropout_drops_with_probability_p_and_keeps_the_mean(p):
-    """Each 64-bit draw gives two 32-bit integers: the drop rate at several p checks their
-    distribution (with the sign bit left at 0 the upper halves would never drop for p < 0.5,
-    and the rate would be p / 2), and the rescaled output keeps the input's mean."""
-    torch.manual_seed(0)
-    n = 2_000_001  # odd: the last 64-bit draw is used in half
-    x = torch.ones(n)
-    out = networks.Dropout(p).train()(x)
-    dropped = out == 0
-    sigma = (p * (1 - p) / n) ** 0.5
-    assert abs(dropped.float().mean().item() - p) < 5 * sigma
-    kept = out[~dropped]
-    assert torch.all(kept == torch.tensor(1 / (1 - p), dtype=torch.float32))
-    assert abs(out.double().mean().item() - 1) < 5 * sigma / (1 - p)
-
-
-def test_dropout_drops_the_two_halves_of_a_draw_independently():
-    torch.manual_seed(1)
-    n = 2_000_000
-    dropped = networks.Dropout(0.5).train()(torch.ones(n)) == 0
-    # elements 2k and 2k+1 come from one 64-bit draw
-    both = (dropped[0::2] & dropped[1::2]).float().mean().item()
-    assert abs(both - 0.25) < 5 * (0.25 * 0.75 / (n // 2)) ** 0.5
-    for half in (dropped[0::2], dropped[1::2]):
-        assert abs(half.float().mean().item() - 0.5) < 5 * (0.25 / (n // 2)) ** 0.5
-
-
-def test_dropout_gradient_is_the_mask_and_eval_is_the_identity():
-    layer = networks.Dropout(0.3)
-    x = torch.randn(3, 64, 32, requires_grad=True)
-    torch.manual_seed(2)
-    out = layer(x)
-    g = torch.randn_like(out)
-    out.backward(g)
-    mask = out.detach() / x.detach()  # 0 or 1 / (1 - p)
-    kept = mask != 0
-    assert 0 < kept.float().mean() < 1
-    torch.testing.assert_close(mask[kept], torch.full_like(mask[kept], 1 / 0.7))
-    torch.testing.assert_close(x.grad, g * mask)
-    torch.manual_seed(2)
-    assert torch.equal(layer(x), out)  # the seed fixes the mask
-    assert layer.eval()(x) is x
-    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
-        networks.Dropout(1.0)
-    with pytest.raises(ValueError, match="rounds to 1"):
-        networks.Dropout(1 - 2**-40)

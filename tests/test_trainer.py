@@ -97,7 +97,7 @@ def test_a_compiled_run_takes_the_eager_runs_actions(make_cfg, tmp_path, monkeyp
         cfg = make_cfg(*SHORT, "total_steps=300", "checkpoint_every=0", flag, *extra)
         trainer = Trainer(cfg, tmp_path / name)
         trainer.train()
-        assert trainer.agent.one_graph == (name == "compile")  # it did not fall back
+        assert trainer.updater.one_graph == (name == "compile")  # it did not fall back
         runs[name] = trainer
     n = len(runs["eager"].buffer)
     assert n == len(runs["compile"].buffer) == 300
@@ -129,13 +129,13 @@ def test_updates_per_call_runs_updates_k_at_a_time(make_cfg, tmp_path, monkeypat
         trainer = Trainer(cfg, tmp_path / name)
         groups: list[torch.Size] = []
 
-        def update_many(batch, seen=groups, run=trainer.agent.update_many):
+        def update_many(batch, seen=groups, run=trainer.updater.update_many):
             seen.append(batch.obs.shape)
             return run(batch)
 
-        monkeypatch.setattr(trainer.agent, "update_many", update_many)
+        monkeypatch.setattr(trainer.updater, "update_many", update_many)
         trainer.train()
-        assert trainer.agent.one_graph == (name == "compile")
+        assert trainer.updater.one_graph == (name == "compile")
         # every update in a group of 3 (none called alone)
         assert groups == [(3, 32, 3)] * 75 and trainer.agent.num_updates == 225
         runs[name] = trainer
@@ -262,7 +262,7 @@ def test_a_cudagraphs_run_on_cuda_trains_and_logs_finite_losses(make_cfg, tmp_pa
     counters.clear()
     trainer = Trainer(make_cfg(*SHORT, "device=cuda", "cudagraphs=true"), tmp_path)
     summary = trainer.train()
-    assert summary["steps"] == 600 and trainer.agent.cudagraphs  # no fallback to eager
+    assert summary["steps"] == 600 and trainer.updater.cudagraphs  # no fallback to eager
     # With the random numbers drawn the way training draws them.
     assert_recorded_as_cuda_graphs()
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
