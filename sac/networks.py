@@ -166,11 +166,6 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.weight.shape[-1] == 1 and x.device.type == "cpu":
-            # One output (a Q-value): MKL's batched matmul runs this matrix-vector product
-            # about 5x slower than a multiply and a sum do (75 vs 15 us for 2 x 256 x 256 on
-            # the 2-core CPU machine): 4% of a HalfCheetah update. Other devices keep baddbmm.
-            return (x * self.weight.mT).sum(-1, keepdim=True) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 
 
