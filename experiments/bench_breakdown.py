@@ -38,9 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sac.agent import PROBATION_STEPS, SAC
 from sac.buffer import ReplayBuffer
-from sac.config import AgentConfig
+from sac.config import MATMUL_PRECISIONS, AgentConfig
 from sac.envs import EnvRunner, make_vector_env, space_dims
-from sac.trainer import MATMUL_PRECISIONS
 
 PHASES = ("act", "env", "buffer add", "sample", "update")
 
