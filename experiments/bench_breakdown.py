@@ -39,9 +39,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from sac.agent import SAC
 from sac.buffer import ReplayBuffer
 from sac.compiled import PROBATION_STEPS, Updater, make_updater
-from sac.config import AgentConfig
+from sac.config import MATMUL_PRECISIONS, AgentConfig
 from sac.envs import EnvRunner, make_vector_env, space_dims
-from sac.trainer import MATMUL_PRECISIONS
 
 PHASES = ("act", "env", "buffer add", "sample", "update")
 

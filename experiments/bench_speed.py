@@ -461,7 +461,7 @@ def driver_main(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sac.trainer import MATMUL_PRECISIONS  # the one list of valid values
+    from sac.config import MATMUL_PRECISIONS  # the one list of valid values
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="HalfCheetah-v5", help="Gymnasium env id")

@@ -1,7 +1,11 @@
 """Config schemas. Plain dataclasses, registered in Hydra's ConfigStore by `register_configs`.
 
-The schemas make Hydra reject an unknown key or a value of the wrong type at start-up. This
-module imports nothing from Hydra at module level so the agent can use `AgentConfig` freely.
+The schemas make Hydra reject an unknown key or a value of the wrong type at start-up, and their
+`__post_init__` checks the values types cannot rule out, with one line that names the key and
+what would work (`sac.errors.SACError`). The checks run wherever a dataclass is built: from
+Python (`AgentConfig(gamma=2.0)` raises) and from a composed Hydra config through
+`OmegaConf.to_object` (see `validated`). This module imports nothing from Hydra at module level
+so the agent can use `AgentConfig` freely.
 """
 
 from __future__ import annotations
@@ -10,7 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sac.errors import SACError
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision's
+VECTORIZATIONS = ("sync", "async")
+
+
+def _require(checks: list[tuple[bool, str]]) -> None:
+    """Raise the first failed check's message as a SACError."""
+    for ok, message in checks:
+        if not ok:
+            raise SACError(message)
 
 
 @dataclass
@@ -21,6 +37,17 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     num_envs: int = 1  # parallel training envs (Gymnasium vector API)
     vectorization: str = "sync"  # sync | async (async: one subprocess per env)
+
+    def __post_init__(self) -> None:
+        _require(
+            [
+                (self.num_envs >= 1, "env.num_envs must be >= 1"),
+                (
+                    self.vectorization in VECTORIZATIONS,
+                    f"env.vectorization must be 'sync' or 'async', got '{self.vectorization}'",
+                ),
+            ]
+        )
 
 
 @dataclass
@@ -55,6 +82,60 @@ class AgentConfig:
     actor_q: str = "min"  # how the actor loss combines the critics: min | mean (REDQ)
     actor_update_interval: int = 1  # critic updates per actor and temperature update
     adam_beta1: float = 0.9  # Adam's first-moment decay for all three optimizers
+
+    def __post_init__(self) -> None:
+        _require(
+            [
+                (self.batch_size > 0, "agent.batch_size must be > 0"),
+                (self.buffer_size > 0, "agent.buffer_size must be > 0"),
+                (self.warmup_steps >= 0, "agent.warmup_steps must be >= 0"),
+                (self.updates_per_step >= 0, "agent.updates_per_step must be >= 0"),
+                (self.num_critics >= 1, "agent.num_critics must be >= 1"),
+                (
+                    len(self.hidden_sizes) > 0 and min(self.hidden_sizes) > 0,
+                    "agent.hidden_sizes must be a non-empty list of positive sizes",
+                ),
+                (0.0 <= self.gamma <= 1.0, "agent.gamma must be in [0, 1]"),
+                (0.0 < self.tau <= 1.0, "agent.tau must be in (0, 1]"),
+                (self.target_update_interval >= 1, "agent.target_update_interval must be >= 1"),
+                (
+                    min(self.actor_lr, self.critic_lr, self.alpha_lr) > 0,
+                    "agent.actor_lr, agent.critic_lr and agent.alpha_lr must be > 0",
+                ),
+                (self.alpha > 0, "agent.alpha must be > 0"),
+                (
+                    self.log_std_min < self.log_std_max,
+                    "agent.log_std_min must be < agent.log_std_max",
+                ),
+                (
+                    not self.critic_hidden_sizes or min(self.critic_hidden_sizes) > 0,
+                    "agent.critic_hidden_sizes must be null or a non-empty list of positive sizes",
+                ),
+                (
+                    self.critic_norm in ("none", "layer", "batch"),
+                    f"agent.critic_norm must be none, layer or batch, got '{self.critic_norm}'",
+                ),
+                (0.0 <= self.critic_dropout < 1.0, "agent.critic_dropout must be in [0, 1)"),
+                (
+                    self.target_subset is None or 1 <= self.target_subset <= self.num_critics,
+                    "agent.target_subset must be null or between 1 and agent.num_critics",
+                ),
+                (
+                    self.actor_q in ("min", "mean"),
+                    f"agent.actor_q must be min or mean, got '{self.actor_q}'",
+                ),
+                (self.actor_update_interval >= 1, "agent.actor_update_interval must be >= 1"),
+                (0.0 <= self.adam_beta1 < 1.0, "agent.adam_beta1 must be in [0, 1)"),
+                (
+                    # Target networks would normalise (s', a') with their own lagging batch
+                    # statistics, which is what makes batch norm fail in SAC (Bhatt et al.
+                    # 2024, section 3).
+                    not (self.critic_norm == "batch" and self.target_networks),
+                    "agent.critic_norm=batch needs agent.target_networks=false (CrossQ: one "
+                    "joint forward pass instead of target critics); or use agent=crossq",
+                ),
+            ]
+        )
 
 
 @dataclass
@@ -119,6 +200,30 @@ class TrainConfig:
     # run directory to continue from.
     resume: str = "auto"
 
+    def __post_init__(self) -> None:
+        from sac.loggers import logger_names
+
+        _require(
+            [
+                (self.total_steps > 0, "total_steps must be > 0"),
+                (self.eval_every >= 0, "eval_every must be >= 0 (0 evaluates only at the end)"),
+                (self.eval_episodes > 0, "eval_episodes must be > 0"),
+                (
+                    self.checkpoint_every >= 0,
+                    "checkpoint_every must be >= 0 (0 saves only at the end)",
+                ),
+                (self.log_every > 0, "log_every must be > 0"),
+                (
+                    self.matmul_precision in MATMUL_PRECISIONS,
+                    f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                    f"got '{self.matmul_precision}'",
+                ),
+                (self.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0 keeps all)"),
+                (self.updates_per_call >= 1, "updates_per_call must be >= 1"),
+            ]
+        )
+        logger_names(self.logger, self.wandb.enabled)  # an unknown name: one line, the choices
+
 
 @dataclass
 class EvalConfig:
@@ -132,6 +237,9 @@ class EvalConfig:
     video: bool = False  # write one MP4 per episode
     output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
 
+    def __post_init__(self) -> None:
+        _require([(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")])
+
 
 @dataclass
 class ExportConfig:
@@ -141,6 +249,21 @@ class ExportConfig:
     format: str = "all"  # onnx | pt2 | all
     device: str = "cpu"  # a .pt2 program keeps its weights on the device it was exported on
     output_dir: str | None = None  # default: <run dir>/export/<checkpoint name>
+
+
+def validated(cfg: DictConfig, schema: type | None = None) -> Any:
+    """The dataclass instance of a composed config (TrainConfig, EvalConfig, ...), built by
+    OmegaConf so every `__post_init__` check runs; a bad value raises its one-line SACError.
+    An untyped config (one read back from a checkpoint) is checked against `schema`
+    (default TrainConfig)."""
+    if OmegaConf.get_type(cfg) in (dict, None):
+        cfg = OmegaConf.merge(OmegaConf.structured(schema or TrainConfig), cfg)
+    return OmegaConf.to_object(cfg)
+
+
+def agent_config(cfg: DictConfig) -> AgentConfig:
+    """The checked AgentConfig of a composed or stored train config."""
+    return AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))  # type: ignore[arg-type]
 
 
 RESUME_MODES = ("auto", "never")
@@ -168,7 +291,6 @@ def register_configs() -> None:
     """Register the schemas so conf/train.yaml and conf/eval.yaml can extend them, and the
     resolver conf/train.yaml uses to put a resumed run back in its own directory."""
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

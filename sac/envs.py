@@ -61,6 +61,14 @@ def make_env(
     return gym.wrappers.RescaleAction(env, -ones, ones)
 
 
+def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
+    """The env's own action bounds (float32): what make_env's RescaleAction maps [-1, 1] onto."""
+    if not isinstance(env, gym.wrappers.RescaleAction):  # make_env's outermost wrapper
+        raise TypeError(f"expected make_env's RescaleAction wrapper, got {type(env).__name__}")
+    space = env.env.action_space
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
 def make_vector_env(
     env_id: str, kwargs: dict[str, Any] | None, num_envs: int, vectorization: str = "sync"
 ) -> gym.vector.VectorEnv:

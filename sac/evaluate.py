@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sac.config import config_dir, register_configs
+from sac.config import EvalConfig, agent_config, config_dir, register_configs, validated
 from sac.errors import SACError
 from sac.video import VideoWriter, headless_rendering
 
@@ -26,12 +26,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
     from sac.envs import make_env, space_dims
-    from sac.trainer import agent_config, evaluate_policy, resolve_device
+    from sac.rollout import evaluate_policy
+    from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise SACError("no checkpoint given; use sac-eval checkpoint=PATH (a .pt or a run dir)")
-    if cfg.episodes < 1:
-        raise SACError(f"episodes must be >= 1, got {cfg.episodes}")
+    validated(cfg, EvalConfig)  # the value checks (episodes >= 1)
     device = resolve_device(cfg.device)
     path = resolve_checkpoint(cfg.checkpoint)
     state = load_checkpoint(path)

@@ -28,10 +28,10 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
 
 from sac.config import config_dir, register_configs
 from sac.errors import SACError
+from sac.policy import DeployedPolicy
 
 register_configs()
 
@@ -48,8 +48,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     requested formats and the sidecar; return the sidecar's content."""
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
-    from sac.envs import make_env, space_dims
-    from sac.trainer import agent_config, resolve_device
+    from sac.config import agent_config
+    from sac.envs import action_bounds, make_env, space_dims
+    from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise SACError("no checkpoint given; use sac-export checkpoint=PATH (a .pt or a run dir)")
@@ -130,16 +131,6 @@ def parse_format(spec: str) -> tuple[str, ...]:
     raise SACError(f"format={spec} is not a known format; use onnx, pt2 or all{hint}")
 
 
-def action_bounds(env: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The env's own action bounds (float32): what make_env's RescaleAction maps [-1, 1] onto."""
-    import gymnasium as gym
-
-    if not isinstance(env, gym.wrappers.RescaleAction):  # make_env's outermost wrapper
-        raise TypeError(f"expected make_env's RescaleAction wrapper, got {type(env).__name__}")
-    space = env.env.action_space
-    return space.low.astype(np.float32), space.high.astype(np.float32)
-
-
 def check_observations(env: Any, obs_dim: int, n: int = 512) -> np.ndarray:
     """Observations the exported files are checked on: real reset observations of the env, then
     Gaussian ones at two scales, since a deployed policy may meet states training never saw."""
@@ -158,26 +149,6 @@ def check_writable(out_dir: Path) -> None:
             pass
     except OSError as e:
         raise SACError(f"cannot write to output_dir {out_dir}: {e}; set output_dir=...") from None
-
-
-class DeployedPolicy(nn.Module):
-    """The deterministic actor as a standalone module: raw float32 observations (batch, obs_dim)
-    -> env actions (batch, act_dim) in [low, high].
-
-    The agent acts in [-1, 1] and the training env maps that linearly onto its bounds
-    (gymnasium's RescaleAction, see sac/envs.py); this module applies the same map so the
-    deployed file needs no Gymnasium wrapper around it.
-    """
-
-    def __init__(self, actor: nn.Module, low: np.ndarray, high: np.ndarray) -> None:
-        super().__init__()
-        self.actor = actor
-        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
-        self.eval().requires_grad_(False)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.low + (self.actor.deterministic(obs) + 1.0) * ((self.high - self.low) / 2)
 
 
 Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, obs_dim) -> (B, act_dim)

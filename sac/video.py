@@ -3,10 +3,13 @@ trainer's `eval_video=true`), and the environment headless rendering needs."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("sac")
 
 
 def headless_rendering() -> None:
@@ -47,3 +50,34 @@ class VideoWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class EvalVideo:
+    """One evaluation episode to an MP4. A video that cannot be written (disk full) is reported
+    once and dropped: it must not stop the training run."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path: Path | None = path
+        self._writer = VideoWriter(path.parent, fps, name=lambda _: path.name)
+
+    def add(self, episode: int, frame: Any) -> None:
+        if self.path is None:
+            return
+        try:
+            if episode == 0:
+                self.path.parent.mkdir(exist_ok=True)
+            self._writer.add(episode, frame)
+        except OSError as e:
+            log.error(
+                "could not write the evaluation video %s (%s); training goes on", self.path, e
+            )
+            self.path = None
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except OSError as e:
+            if self.path is not None:
+                log.error("could not write the evaluation video %s (%s)", self.path, e)
+            self.path = None

@@ -8,7 +8,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from sac.config import config_dir, register_configs
+from sac.config import EvalConfig, TrainConfig, config_dir, register_configs, validated
+from sac.errors import SACError
 
 ENV_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "env").glob("*.yaml"))
 EXPECTED_IDS = {
@@ -109,3 +110,16 @@ def test_experiments_cover_the_benchmark_suite():
         "inverted_double_pendulum",
         "pendulum",
     } <= set(EXPERIMENTS)
+
+
+def test_values_are_checked_by_the_schemas_from_python_and_from_hydra(make_cfg):
+    with pytest.raises(SACError, match="total_steps must be > 0"):
+        TrainConfig(total_steps=0)
+    with pytest.raises(SACError, match="episodes must be >= 1, got 0"):
+        EvalConfig(checkpoint="x.pt", episodes=0)
+    with pytest.raises(SACError, match=r"env\.num_envs must be >= 1"):
+        validated(make_cfg("env.num_envs=0"))
+    with pytest.raises(SACError, match="matmul_precision must be one of"):
+        validated(make_cfg("matmul_precision=low"))
+    settings = validated(make_cfg("agent=crossq"))
+    assert isinstance(settings, TrainConfig) and settings.agent.critic_norm == "batch"

@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 
 from sac.agent import SAC
 from sac.checkpoint import load_checkpoint
-from sac.config import AgentConfig, config_dir, register_configs
-from sac.envs import make_env
+from sac.config import AgentConfig, agent_config, config_dir, register_configs
+from sac.envs import action_bounds, make_env
 from sac.errors import SACError
-from sac.export import DeployedPolicy, action_bounds, check_parity, export
-from sac.trainer import Trainer, agent_config
+from sac.export import DeployedPolicy, check_parity, export
+from sac.trainer import Trainer
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs the export extra (onnxruntime)")

@@ -12,10 +12,9 @@ from test_agent import ACT, OBS, make_batch
 from torch import nn
 
 from sac.agent import SAC
-from sac.config import AgentConfig
+from sac.config import AgentConfig, validated
 from sac.errors import SACError
 from sac.networks import BatchRenorm, EnsembleCritic
-from sac.trainer import _check_config
 
 CROSSQ = {
     "critic_norm": "batch",
@@ -238,11 +237,11 @@ def test_actor_and_temperature_update_every_kth_step():
 )
 def test_inconsistent_options_are_refused(make_cfg, overrides, message):
     with pytest.raises(SACError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        _check_config(make_cfg(*overrides))
+        validated(make_cfg(*overrides))
 
 
 @pytest.mark.parametrize("preset", ["crossq", "droq", "redq"])
 def test_presets_are_valid_and_named(make_cfg, preset):
     cfg = make_cfg(f"agent={preset}", "env=halfcheetah")
-    _check_config(cfg)
+    validated(cfg)
     assert cfg.agent.name == preset and cfg.agent.warmup_steps == 10_000  # env settings kept

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import sac.signals
 import sac.trainer
 from sac.checkpoint import load_checkpoint, step_checkpoints
 from sac.errors import SACError
@@ -234,9 +235,9 @@ def test_failed_final_save_goes_to_a_rescue_copy(make_cfg, tmp_path, monkeypatch
 def test_second_sigint_handler_exits_at_once(make_cfg, tmp_path, monkeypatch):
     trainer = Trainer(make_cfg(*SMALL, "total_steps=100"), tmp_path)
     exits = []
-    monkeypatch.setattr(sac.trainer.os, "_exit", exits.append)
-    trainer._on_signal(signal.SIGTERM, None)
-    assert trainer.stop_signal == signal.SIGTERM and exits == []  # first: stop after this step
-    trainer._on_signal(signal.SIGINT, None)
+    monkeypatch.setattr(sac.signals.os, "_exit", exits.append)
+    trainer.stop._on_signal(signal.SIGTERM, None)
+    assert trainer.stop.signal == signal.SIGTERM and exits == []  # first: stop after this step
+    trainer.stop._on_signal(signal.SIGINT, None)
     assert exits == [130]  # second interrupt: out now, no checkpoint
     trainer.close()

@@ -9,7 +9,8 @@ from conftest import assert_recorded_as_cuda_graphs, compile_with
 
 from sac.checkpoint import load_checkpoint
 from sac.errors import SACError
-from sac.trainer import Trainer, resolve_device
+from sac.runtime import resolve_device
+from sac.trainer import Trainer
 
 SHORT = [
     "total_steps=600",

@@ -1,0 +1,113 @@
+"""A trained policy outside the trainer: `load_policy(path)` gives a `Policy` that maps raw
+observations to env actions, and `DeployedPolicy` is the same deterministic map as a module
+for sac-export.
+
+The agent acts in [-1, 1]; the training env maps that linearly onto its bounds (gymnasium's
+RescaleAction, see sac/envs.py). `to_env_action` is that map, written once for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sac.errors import SACError
+
+if TYPE_CHECKING:
+    from sac.agent import SAC
+
+
+def to_env_action(action: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Policy actions in [-1, 1] -> env actions in [low, high] (RescaleAction's linear map)."""
+    return low + (action + 1.0) * ((high - low) / 2)
+
+
+class DeployedPolicy(nn.Module):
+    """The deterministic actor as a standalone module: raw float32 observations (batch, obs_dim)
+    -> env actions (batch, act_dim) in [low, high], with no Gymnasium wrapper around it."""
+
+    def __init__(self, actor: nn.Module, low: np.ndarray, high: np.ndarray) -> None:
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
+        self.eval().requires_grad_(False)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return to_env_action(self.actor.deterministic(obs), self.low, self.high)
+
+
+class Policy:
+    """A trained agent's actor: `policy(obs)` maps a raw observation (obs_dim,) or a batch
+    (batch, obs_dim) to env actions (act_dim,) or (batch, act_dim) as float32 numpy arrays."""
+
+    def __init__(self, agent: SAC, low: np.ndarray, high: np.ndarray) -> None:
+        self.agent = agent
+        self.device = agent.device
+        self.obs_dim, self.act_dim = agent.obs_dim, agent.act_dim
+        self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
+        self.high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return self.low.cpu().numpy()
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return self.high.cpu().numpy()
+
+    def __call__(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Env actions for `obs`; `deterministic=False` samples from the policy (torch's RNG)."""
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        single = obs_t.ndim == 1
+        if obs_t.shape[-1] != self.obs_dim or obs_t.ndim not in (1, 2):
+            raise SACError(
+                f"observations of shape {tuple(obs_t.shape)}; this policy takes ({self.obs_dim},)"
+                f" or (batch, {self.obs_dim})"
+            )
+        action = self.agent.act(obs_t.unsqueeze(0) if single else obs_t, deterministic)
+        env_action = to_env_action(action, self.low, self.high).cpu().numpy()
+        return env_action[0] if single else env_action
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> Policy:
+    """The policy of a checkpoint file, or of a run directory's latest checkpoint, on `device`
+    (auto | cpu | cuda | cuda:N). Only the actor is loaded."""
+    from omegaconf import OmegaConf
+
+    from sac.agent import SAC
+    from sac.checkpoint import load_checkpoint, resolve_checkpoint
+    from sac.config import agent_config
+    from sac.runtime import resolve_device
+
+    torch_device = resolve_device(device)
+    state = load_checkpoint(resolve_checkpoint(path))
+    spaces = state["spaces"]
+    train_cfg = OmegaConf.create(state["config"])
+    if "action_low" in spaces and "action_high" in spaces:
+        low = np.asarray(spaces["action_low"], dtype=np.float32)
+        high = np.asarray(spaces["action_high"], dtype=np.float32)
+    else:  # checkpoints written before the bounds were stored: ask the env, as sac-eval does
+        low, high = _env_action_bounds(train_cfg, spaces)
+    agent = SAC(
+        int(spaces["obs_dim"]), int(spaces["act_dim"]), agent_config(train_cfg), torch_device
+    )
+    agent.load_state_dict(state["agent"], actor_only=True)
+    return Policy(agent, low, high)
+
+
+def _env_action_bounds(train_cfg: Any, spaces: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The action bounds of the env a checkpoint was trained on, from its stored config."""
+    from sac.checkpoint import check_spaces
+    from sac.envs import action_bounds, make_env, space_dims
+
+    env = make_env(train_cfg.env.id, train_cfg.env.kwargs)
+    try:
+        check_spaces({"spaces": spaces}, *space_dims(env), train_cfg.env.id)
+        return action_bounds(env)
+    finally:
+        env.close()

@@ -1,0 +1,37 @@
+"""The process-wide torch setup of a run: which device it uses and how it is seeded."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from sac.errors import SACError
+
+
+def resolve_device(spec: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N -> a usable torch.device, or a clear error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise SACError(f"device='{spec}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SACError(
+                f"device={spec} but no CUDA GPU is available here; use device=cpu or device=auto"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SACError(f"device={spec} but only {torch.cuda.device_count()} GPU(s) exist")
+    elif device.type != "cpu":
+        raise SACError(f"device={spec} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (torch's on every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
