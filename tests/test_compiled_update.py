@@ -398,7 +398,7 @@ def test_a_compile_failure_at_a_later_call_still_falls_back(monkeypatch, caplog,
     monkeypatch.setattr(torch, "compile", compile_failing_at_call_3)
     torch.manual_seed(0)
     norm = "none" if failing == "graph" else "batch"
-    cfg = AgentConfig(hidden_sizes=[16], critic_norm=norm)
+    cfg = AgentConfig(hidden_sizes=[16], critic_norm=norm, target_networks=norm != "batch")
     agent = make_updater(SAC(OBS, ACT, cfg), cudagraphs=True)
     assert agent.one_graph == (failing == "graph")
     with caplog.at_level("WARNING", logger="sac"):
@@ -454,7 +454,10 @@ class _FailingBackward(torch.autograd.Function):
 
 @pytest.mark.parametrize(
     ("flag", "overrides"),
-    [("cudagraphs", {"critic_norm": "batch"}), ("compile", {"actor_batch_norm": True})],
+    [
+        ("cudagraphs", {"critic_norm": "batch", "target_networks": False}),
+        ("compile", {"actor_batch_norm": True}),
+    ],
 )
 def test_a_compile_failure_in_a_backward_pass_falls_back(monkeypatch, caplog, flag, overrides):
     """Where the losses are compiled one by one (configs with batch norm), the backward is
