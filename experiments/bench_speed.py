@@ -26,6 +26,13 @@ the window should not hold.
     python experiments/bench_speed.py --untimed 1000 --sb3-train-freq 4 \
         --sac-variants "compile=true" "compile=true updates_per_call=4"
 
+A variant's upper-case NAME=VALUE tokens set the worker's environment instead: paired rows
+of the CPU kernels on and off, or of another checkout of this project (its `sac` package
+imported first), in one run:
+
+    python experiments/bench_speed.py --untimed 1000 --sac-variants "compile=true" \
+        "compile=true SAC_CPU_KERNELS=0" "PYTHONPATH=/path/to/other/checkout compile=true"
+
 `--sb3-train-freq K` adds a row of SB3 with `train_freq=K, gradient_steps=K` (K env steps,
 then K updates): the schedule of this project's `updates_per_call=K`. The ratio column stays
 relative to SB3's default row (train_freq=1).
@@ -50,6 +57,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 RESULT_TAG = "BENCH_RESULT "  # a worker prints its result as one JSON line after this tag
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -138,8 +146,14 @@ def run_sac(args: argparse.Namespace) -> Measurement:
     return Measurement(
         "sac", args.overrides, steps / seconds, steps, seconds, updates,
         torch.get_num_threads(), device,
-        fell_back=(cfg.compile or cfg.cudagraphs) and not trainer.updater.compiled,
+        fell_back=(cfg.compile or cfg.cudagraphs) and not _runs_compiled(trainer),
     )  # fmt: skip
+
+
+def _runs_compiled(trainer: Any) -> bool:
+    """Whether the trainer's updates still run compiled (checkouts from before sac.compiled
+    kept that on the agent)."""
+    return getattr(trainer, "updater", trainer.agent).compiled
 
 
 def _sac_window(metrics_csv: Path, warmup: int) -> tuple[int, float, int]:
@@ -249,10 +263,12 @@ def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int)
         "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(seed),
         "--device", args.device, "--matmul-precision", args.matmul_precision,
     ]  # fmt: skip
+    env_vars = dict(o.split("=", 1) for o in overrides if _is_env_var(o))
+    overrides = [o for o in overrides if not _is_env_var(o)]
     if overrides:
         cmd += ["--overrides", *overrides]
     busy0, children0, t0 = _busy_cpu_seconds(), _children_cpu_seconds(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_vars})
     busy1, children1, t1 = _busy_cpu_seconds(), _children_cpu_seconds(), time.perf_counter()
     # Machine-wide busy CPU time minus the worker's own: how much else was running meanwhile.
     other = ((busy1 - busy0) - (children1 - children0)) / (t1 - t0)
@@ -262,6 +278,13 @@ def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int)
             return dataclasses.replace(result, other_load=max(other, 0.0))
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
     raise SystemExit(f"bench_speed: worker {impl} {overrides} failed (exit {proc.returncode})")
+
+
+def _is_env_var(token: str) -> bool:
+    """NAME=VALUE with an upper-case NAME (SAC_CPU_KERNELS=0, PYTHONPATH=...) sets the
+    worker's environment; other tokens are Hydra overrides."""
+    name, sep, _ = token.partition("=")
+    return bool(sep) and name.isupper() and name.replace("_", "").isalnum()
 
 
 def _busy_cpu_seconds() -> float:

@@ -63,3 +63,10 @@ def test_sb3_train_freq_adds_an_sb3_row_on_that_schedule(monkeypatch):
     assert ratios == ["3.00", "1.00", "1.20", "4.00"]  # all against SB3's default row
     with pytest.raises(SystemExit):  # 3 does not divide the default 1000-step warm-up
         bench.parse_args(["--sb3-train-freq", "3"])
+
+
+def test_variant_tokens_in_capitals_set_the_workers_environment(monkeypatch):
+    module = _module(monkeypatch)
+    assert module._is_env_var("SAC_CPU_KERNELS=0") and module._is_env_var("PYTHONPATH=/a/b")
+    for override in ("compile=true", "agent.actor_lr=1e-3", "env=hopper", "SAC_CPU_KERNELS"):
+        assert not module._is_env_var(override)
