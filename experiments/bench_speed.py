@@ -484,7 +484,10 @@ def driver_main(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from sac.config import MATMUL_PRECISIONS  # the one list of valid values
+    try:
+        from sac.config import MATMUL_PRECISIONS  # the one list of valid values
+    except ImportError:  # a worker of a checkout from before the trainer split (PYTHONPATH=...)
+        from sac.trainer import MATMUL_PRECISIONS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="HalfCheetah-v5", help="Gymnasium env id")

@@ -21,6 +21,7 @@ class AdamState:
         self.lr: float = group["lr"]
         self.beta1, self.beta2 = group["betas"]
         self.eps: float = group["eps"]
+        self.optim = optim
         self.params: list[Tensor] = list(group["params"])
         on_device = group["fused"] or group["capturable"]
         for p in self.params:
@@ -39,6 +40,12 @@ class AdamState:
         # The bias corrections of the next step, as its loop over each parameter's elements
         # reads them (see step_).
         self.next_corrections = self._corrections()
+
+    def current(self) -> bool:
+        """Whether the optimizer still holds these state tensors (loading a state dict into
+        it replaces them)."""
+        state = self.optim.state.get(self.params[0], {})
+        return state.get("exp_avg") is self.exp_avgs[0]
 
     @torch.no_grad()
     def step_(self, grads: list[Tensor]) -> None:
@@ -59,8 +66,7 @@ class AdamState:
             p.sub_(step_sizes[i] * m / denom)
         # Computed one step ahead, into a tensor the next step reads: computed here for this
         # step instead, torch.compile would inline these few scalars into the loop over every
-        # parameter's elements, recomputing two float64 pows per vector of 16 floats (a
-        # compiled update on the 2-core CPU took 0.96-0.97 of the time without them).
+        # parameter's elements, recomputing two float64 pows per vector of floats.
         self.next_corrections.copy_(self._corrections())
 
     def _corrections(self) -> Tensor:

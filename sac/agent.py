@@ -88,7 +88,6 @@ class SAC:
         )
         self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, cfg.adam_beta1, self.device)
         self.num_updates = 0
-        self.loads = 0  # how many states were loaded: compiled code rebuilds what it kept
         self._critic_params = list(self.critic.parameters())
         self._target_params = (
             list(self.critic_target.parameters()) if self.critic_target is not None else []
@@ -271,4 +270,3 @@ class SAC:
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
         self.num_updates = int(state["num_updates"])
-        self.loads += 1  # the optimizers' state tensors are new ones

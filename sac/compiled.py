@@ -130,7 +130,7 @@ class Updater:
         returns None, for the caller to redo the update eagerly: a compiled step that failed
         after its forward ran (batch-norm statistics advanced) or after a warm-up call applied
         Adam must not be applied twice."""
-        if self._graph is not None and self._graph.loads != self.agent.loads:
+        if self._graph is not None and self._graph.stale:
             self._probation.clear()  # a loaded state: new optimizer tensors, graphs guarded again
         left = self._probation.setdefault(key, PROBATION_STEPS if self.cudagraphs else 1)
         if left <= 0:
@@ -229,7 +229,6 @@ class OneGraph:
         self._critic_names = [f"critic.{n}" for n, _ in agent.critic.named_parameters()]
         self._actor_names = [f"actor.{n}" for n, _ in agent.actor.named_parameters()]
         self._adam: tuple[AdamState, AdamState, AdamState | None] | None = None  # at first use
-        self.loads = agent.loads
         # fallback_random: the policy noise and dropout masks come from torch's own generator,
         # so a seed gives the same draws compiled or not.
         # fullgraph: a graph break raises while tracing, before anything has changed.
@@ -238,8 +237,8 @@ class OneGraph:
         # so otherwise a second agent in the process (other floats) would pass them as CPU
         # tensors, which a CUDA graph cannot take. (Shapes are fixed anyway.)
         # cpp_wrapper (CPU): Inductor calls the graph's kernels from generated C++ instead of
-        # a Python function that allocates and checks every buffer at each call (measured in
-        # experiments/results/speed.md). Not on CUDA, where it is untested with CUDA graphs.
+        # a Python function that allocates and checks every buffer at each call. Not on CUDA,
+        # where it is untested with CUDA graph trees.
         options = {
             "fallback_random": True,
             "triton.cudagraphs": cudagraphs,
@@ -252,11 +251,10 @@ class OneGraph:
     def update(self, batch: Batch, k: int | None) -> Metrics:
         """One update (k None) or k updates unrolled (every field of `batch` (k, B, ...))."""
         agent = self.agent
-        if self._adam is None or self.loads != agent.loads:
+        if self._adam is None or self.stale:
             # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
             alpha_adam = AdamState(agent.alpha_optim) if agent.cfg.autotune_alpha else None
             self._adam = (AdamState(agent.critic_optim), AdamState(agent.actor_optim), alpha_adam)
-            self.loads = agent.loads
             if self.cudagraphs:
                 self._mark_static()
         n = agent.num_updates
@@ -269,6 +267,12 @@ class OneGraph:
             metrics = self._many(batch, agent.actor_metrics, due)
         agent.num_updates = n + (k or 1)
         return metrics
+
+    @property
+    def stale(self) -> bool:
+        """Whether the agent loaded a state since the last update (new optimizer tensors: with
+        CUDA graphs the graph is recorded again for their addresses)."""
+        return self._adam is not None and not all(a.current() for a in self._adam if a)
 
     def _mark_static(self) -> None:
         """Tell torch.compile that the tensors the update writes in place (besides the
