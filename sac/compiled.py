@@ -64,8 +64,9 @@ class Updater:
         self._probation: dict[Hashable, int] = {}
         self._graph: OneGraph | None = None
         self._losses: tuple[Callable[..., Any], Callable[..., Any]] | None = None
-        if self.compiled and agent.device.type == "cpu":
-            use_cpu_kernels(agent.actor, agent.critic)
+        if agent.device.type == "cpu":
+            nets = [agent.critic, agent.critic_target]
+            use_cpu_kernels(*(net for net in nets if net is not None))
         if self.one_graph:
             self._graph = OneGraph(agent, cudagraphs)
         elif cudagraphs:  # (torch.compile takes a mode or options, not both)

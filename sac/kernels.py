@@ -1,44 +1,32 @@
-"""CPU kernels that sac.compiled swaps into the networks when it compiles on a CPU. A kernel
+"""CPU kernels that sac.compiled swaps into the critics when the agent trains on a CPU. A kernel
 stays here only while a paired end-to-end run of experiments/bench_speed.py shows it pays 5%
-or more (experiments/results/speed.md); `SAC_CPU_KERNELS=0` turns them off to measure that."""
+or more (experiments/results/speed.md, "CPU kernels"); `SAC_CPU_KERNELS=0` turns them off for
+that run."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class _ReLUGradFromOutput(torch.autograd.Function):
-    """ReLU whose backward multiplies by sign(output), a float, instead of a saved bool mask."""
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:
-        return torch.relu(x)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
-        ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (out,) = ctx.saved_tensors
-        return grad * torch.sign(out)  # 1 where out > 0, else 0: ReLU's derivative
+from sac.networks import EnsembleLinear
 
 
-class CompiledCPUReLU(nn.ReLU):
-    """nn.ReLU that, inside torch.compile, saves its float output for the backward pass
-    instead of the bool mask Inductor saves, because Inductor's C++ backend writes bool
-    tensors far slower than float ones. Finite values give the same gradients; a NaN output
-    gets gradient 0. Eager (a fallback) and torch.export see a plain ReLU."""
+class EnsembleMatVec(EnsembleLinear):
+    """A one-output EnsembleLinear (the Q layer) as a multiply and a sum: MKL runs the batched
+    matrix-vector product far slower than these two ops, eager or compiled (where Inductor
+    fuses them). The same maths; the sum is taken in another order, so floats may differ."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
-            return _ReLUGradFromOutput.apply(x)
-        return F.relu(x, inplace=self.inplace)
+        return (x * self.weight.mT).sum(-1, keepdim=True) + self.bias
+
+    @classmethod
+    def sharing(cls, layer: EnsembleLinear) -> EnsembleMatVec:
+        """This kernel around `layer`'s own parameters (which the optimizers already hold)."""
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.weight, new.bias = layer.weight, layer.bias
+        return new
 
 
 def use_cpu_kernels(*nets: nn.Module) -> None:
@@ -48,5 +36,5 @@ def use_cpu_kernels(*nets: nn.Module) -> None:
     for net in nets:
         for module in list(net.modules()):
             for name, child in module.named_children():
-                if type(child) is nn.ReLU:
-                    setattr(module, name, CompiledCPUReLU(inplace=child.inplace))
+                if type(child) is EnsembleLinear and child.weight.shape[-1] == 1:
+                    setattr(module, name, EnsembleMatVec.sharing(child))

@@ -1,68 +1,52 @@
-"""The CPU kernels sac.compiled swaps in when compiling on a CPU give the plain ops' numbers."""
+"""The CPU kernels sac.compiled swaps in give the plain ops' numbers and keep the parameters
+the optimizers hold."""
 
 import pytest
 import torch
-from torch import nn
 
 from sac.agent import SAC
 from sac.compiled import make_updater
 from sac.config import AgentConfig
-from sac.kernels import CompiledCPUReLU, _ReLUGradFromOutput, use_cpu_kernels
+from sac.kernels import EnsembleMatVec, use_cpu_kernels
+from sac.networks import EnsembleCritic, EnsembleLinear
 
 
-def _relu_grads(fn, x):
-    x = x.clone().requires_grad_(True)
-    out = fn(x * 1.0)  # an in-place ReLU needs a non-leaf
-    out.backward(torch.arange(1, out.numel() + 1, dtype=out.dtype).reshape(out.shape))
-    return out.detach(), x.grad
+def test_matvec_kernel_equals_the_batched_matmul_with_its_gradients():
+    torch.manual_seed(0)
+    plain = EnsembleLinear(3, 16, 1)
+    fast = EnsembleMatVec.sharing(plain)
+    assert fast.weight is plain.weight and fast.bias is plain.bias
+    x = torch.randn(3, 64, 16, requires_grad=True)
+    grads = []
+    for layer in (plain, fast):
+        out = layer(x)
+        assert out.shape == (3, 64, 1)
+        g = torch.autograd.grad(out.pow(2).sum(), [x, layer.weight, layer.bias])
+        grads.append((out, *g))
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want)
 
 
-def test_relu_with_gradient_from_its_output_equals_relu():
-    # Zeros included: ReLU's derivative there is 0 in torch, and sign(0) is 0 too.
-    x = torch.tensor([[-2.0, -0.0, 0.0, 1e-30, 3.0], [5.0, -1e-30, 0.0, -7.0, 0.5]])
-    want = _relu_grads(torch.relu, x)
-    got = _relu_grads(_ReLUGradFromOutput.apply, x)
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    assert not got[1].signbit().any()  # zero gradients are +0, as torch's ReLU gives them
+def _q_layers(agent: SAC) -> list[type]:
+    nets = [agent.critic, *([agent.critic_target] if agent.critic_target is not None else [])]
+    return [type(net.layers[-1]) for net in nets]
 
 
-@pytest.mark.slow
-def test_compiled_relu_takes_its_gradient_from_the_output():
-    # Compiled, the backward multiplies by the sign of the saved output instead of saving a
-    # bool mask; eager is F.relu. The compiled gradients equal eager's.
-    from torch._dynamo.testing import AotEagerAndRecordGraphs
-
-    relu = CompiledCPUReLU(inplace=True)
-    recorder = AotEagerAndRecordGraphs()
-    torch._dynamo.reset()
-    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
-    _relu_grads(torch.compile(relu, backend=recorder, fullgraph=True), x)
-    backward = recorder.bw_graphs[0].code
-    assert "aten.sign" in backward and "threshold_backward" not in backward, backward
-
-    want = _relu_grads(torch.relu, x)
-    got = _relu_grads(torch.compile(relu, fullgraph=True), x)  # Inductor
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-def _relus(agent: SAC) -> list[type]:
-    nets = (agent.actor, agent.critic)
-    return [type(m) for net in nets for m in net.modules() if isinstance(m, nn.ReLU)]
-
-
-@pytest.mark.parametrize(("compile", "env", "swapped"), [(False, "1", False), (True, "1", True),
-                                                         (True, "0", False)])  # fmt: skip
-def test_compiling_on_cpu_swaps_the_relus_unless_turned_off(monkeypatch, compile, env, swapped):
+@pytest.mark.parametrize(("compile", "env", "swapped"), [(False, "1", True), (True, "1", True),
+                                                         (False, "0", False)])  # fmt: skip
+def test_an_updater_on_cpu_swaps_the_q_layers_unless_turned_off(monkeypatch, compile, env, swapped):
     monkeypatch.setenv("SAC_CPU_KERNELS", env)
     agent = SAC(3, 1, AgentConfig(hidden_sizes=[8, 8]))
+    before = [p for p in agent.critic.parameters()]
     make_updater(agent, compile=compile)
-    kinds = _relus(agent)
-    assert len(kinds) == 3  # one per hidden layer in the actor, one the critics share
-    assert set(kinds) == ({CompiledCPUReLU} if swapped else {nn.ReLU})
+    kind = EnsembleMatVec if swapped else EnsembleLinear
+    assert _q_layers(agent) == [kind, kind]  # the critics and their targets
+    assert list(agent.critic.parameters()) == before  # the very tensors the optimizer holds
+    assert all(type(layer) is EnsembleLinear for layer in agent.critic.layers[:-1])
+    assert list(agent.critic.state_dict()) == list(EnsembleCritic(3, 1, [8, 8]).state_dict())
 
 
-def test_use_cpu_kernels_keeps_inplace():
-    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(inplace=True), nn.ReLU())
-    use_cpu_kernels(net)
-    assert [type(m) for m in net] == [nn.Linear, CompiledCPUReLU, CompiledCPUReLU]
-    assert net[1].inplace and not net[2].inplace
+def test_only_one_output_layers_are_swapped():
+    critic = EnsembleCritic(4, 2, [8], num=2)
+    use_cpu_kernels(critic)
+    assert [type(layer) for layer in critic.layers] == [EnsembleLinear, EnsembleMatVec]
