@@ -26,12 +26,11 @@ the window should not hold.
     python experiments/bench_speed.py --untimed 1000 --sb3-train-freq 4 \
         --sac-variants "compile=true" "compile=true updates_per_call=4"
 
-A variant's upper-case NAME=VALUE tokens set the worker's environment instead: paired rows
-of the CPU kernels on and off, or of another checkout of this project (its `sac` package
-imported first), in one run:
+A variant's upper-case NAME=VALUE tokens set the worker's environment instead: e.g. paired
+rows of another checkout of this project (its `sac` package imported first) in one run:
 
     python experiments/bench_speed.py --untimed 1000 --sac-variants "compile=true" \
-        "compile=true SAC_CPU_KERNELS=0" "PYTHONPATH=/path/to/other/checkout compile=true"
+        "PYTHONPATH=/path/to/other/checkout" "PYTHONPATH=/path/to/other/checkout compile=true"
 
 `--sb3-train-freq K` adds a row of SB3 with `train_freq=K, gradient_steps=K` (K env steps,
 then K updates): the schedule of this project's `updates_per_call=K`. The ratio column stays
@@ -281,7 +280,7 @@ def _spawn(args: argparse.Namespace, impl: str, overrides: list[str], seed: int)
 
 
 def _is_env_var(token: str) -> bool:
-    """NAME=VALUE with an upper-case NAME (SAC_CPU_KERNELS=0, PYTHONPATH=...) sets the
+    """NAME=VALUE with an upper-case NAME (PYTHONPATH=..., OMP_NUM_THREADS=1) sets the
     worker's environment; other tokens are Hydra overrides."""
     name, sep, _ = token.partition("=")
     return bool(sep) and name.isupper() and name.replace("_", "").isalnum()

@@ -1,5 +1,4 @@
-"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module.
-Architecture only: sac.kernels swaps in CPU kernels where they pay."""
+"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module."""
 
 from __future__ import annotations
 

@@ -25,17 +25,16 @@ def _module(monkeypatch):
 
 
 def _update_macs(obs: int, act: int, h: int) -> int:
-    """Matmul multiply-adds per sample of one SAC update on CPU with 2 critics and 2 hidden
-    layers of h. On CPU the critics' one-output layer is a multiply and a sum (sac.kernels),
-    not a matmul, so FlopCounterMode does not count it."""
+    """Matmul multiply-adds per sample of one SAC update with 2 critics and 2 hidden layers of
+    h."""
     actor = obs * h + h * h + h * 2 * act  # outputs mean and log-std
-    critic = 2 * ((obs + act) * h + h * h)  # both critics, without the Q layer
+    critic = 2 * ((obs + act) * h + h * h + h)  # both critics
     critic_update = (
         actor  # a' ~ pi(s'), no gradient
         + critic  # target critics at (s', a')
         + critic  # Q(s, a)
         + critic  # its weight gradients
-        + 2 * h * h  # input gradients of layer 2 (the input needs none; layer 3 is no matmul)
+        + 2 * (h * h + h)  # input gradients of layers 2 and 3 (the input needs none)
     )
     actor_update = (
         actor  # a ~ pi(s)
