@@ -310,7 +310,8 @@ class OneGraph:
                 alpha_adam.step_([alpha_grad])
         if do_polyak:
             agent.polyak_update()
-        return agent.metrics(critic_loss, alpha, q_mean, target_q_mean, actor_metrics)
+        # A copy: views of `actor_metrics` would change with a later update's actor step.
+        return agent.metrics(critic_loss, alpha, q_mean, target_q_mean, actor_metrics.clone())
 
     @torch.no_grad()
     def _update_many(
