@@ -46,7 +46,7 @@ def _update_macs(obs: int, act: int, h: int) -> int:
     return critic_update + actor_update
 
 
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="True")])
 def test_update_flops_count_every_matmul_of_forward_and_backward(monkeypatch, compile):
     torch.manual_seed(0)
     obs, act, h, batch = 3, 1, 32, 64

@@ -14,6 +14,7 @@ from conftest import REPO
 SCRIPT = REPO / "experiments" / "bench_update.py"
 
 
+@pytest.mark.slow
 def test_bench_update_prints_the_time_per_update():
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "bench_update.py"), "--hidden", "16",
@@ -30,6 +31,7 @@ def test_bench_update_prints_the_time_per_update():
     assert "2 blocks of 3" in proc.stdout and "2x16" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bench_update_vs_another_checkout_prints_paired_ratios(tmp_path):
     script = [sys.executable, str(REPO / "experiments" / "bench_update.py"), "--hidden", "16",
               "--warmup", "2", "--updates", "3", "--repeats", "4"]  # fmt: skip
@@ -50,6 +52,7 @@ def test_bench_update_vs_another_checkout_prints_paired_ratios(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_update_times_updates_made_k_at_a_time_against_one_at_a_time():
     script = [sys.executable, str(SCRIPT), "--hidden", "16", "--warmup", "3", "--updates", "6",
               "--repeats", "2"]  # fmt: skip

@@ -197,6 +197,7 @@ def test_compiled_and_eager_agents_resume_from_each_others_checkpoints(monkeypat
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_call", [1, 2], ids=["update", "update_many"])
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
 def test_cudagraphs_true_graph_is_one_cuda_graph_trees_can_record(monkeypatch, options, per_call):
@@ -284,6 +285,7 @@ def test_update_many_unrolled_matches_eager_updates_one_by_one(device, flag):
     _assert_same_state(fast.agent, eager, tol)
 
 
+@pytest.mark.slow
 def test_update_many_is_one_graph_for_each_pattern_of_steps(monkeypatch):
     """Traced only: update_many compiles one more graph (fullgraph: a break raises) for each
     pattern of actor steps and Polyak updates its K updates take: with K = 3 and both every

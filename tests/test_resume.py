@@ -33,6 +33,7 @@ def _run(make_cfg, run_dir, *overrides):
     return train(cfg, run_dir, [*SMALL, *overrides])
 
 
+@pytest.mark.slow
 def test_resuming_twice_from_one_checkpoint_is_bit_identical(make_cfg, tmp_path):
     _run(
         make_cfg, tmp_path / "orig", "total_steps=300", "checkpoint_every=150", "keep_checkpoints=0"

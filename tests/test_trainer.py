@@ -84,6 +84,7 @@ def test_same_seed_same_run_on_cpu(make_cfg, tmp_path):
         torch.testing.assert_close(params[0][k], params[1][k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra", [[], ["env.num_envs=2", "agent.updates_per_step=1.5"]], ids=["1env", "2envs-utd1.5"]
 )
@@ -112,6 +113,7 @@ def test_a_compiled_run_takes_the_eager_runs_actions(make_cfg, tmp_path, monkeyp
         torch.testing.assert_close(p, q, **tol)
 
 
+@pytest.mark.slow
 def test_updates_per_call_runs_updates_k_at_a_time(make_cfg, tmp_path, monkeypatch):
     """updates_per_call=3: the updates wait until 3 are due and run in one update_many call
     (the one graph, traced); a compiled and an eager run stay the same run. 150 transitions
