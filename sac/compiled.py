@@ -116,8 +116,9 @@ class Updater:
             metrics = self.agent.update(batch, *self._losses)
         if self.cudagraphs:
             # A CUDA graph's outputs live in its memory pool until the next replay overwrites
-            # them: what is returned must not alias them.
-            metrics = {name: value.clone() for name, value in metrics.items()}
+            # them: what is returned must not alias them (one stacked copy, one kernel).
+            copies = torch.stack(list(metrics.values())).unbind()
+            metrics = dict(zip(metrics, copies, strict=True))
         return metrics
 
     def _guarded(self, key: Hashable, run: Callable[[], T]) -> T | None:
