@@ -19,6 +19,7 @@ from torch.func import functional_call, grad_and_value
 from sac import losses
 from sac.adam import AdamState
 from sac.agent import SAC, Batch, Metrics
+from sac.kernels import use_cpu_kernels
 
 log = logging.getLogger("sac")
 T = TypeVar("T")
@@ -63,6 +64,10 @@ class Updater:
         self._probation: dict[Hashable, int] = {}
         self._graph: OneGraph | None = None
         self._losses: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+        if agent.device.type == "cpu" and not self.compiled:
+            # Measured to pay in eager updates only (experiments/results/speed.md, "CPU kernels").
+            nets = (agent.critic, agent.critic_target)
+            use_cpu_kernels(*(net for net in nets if net is not None))
         if self.one_graph:
             self._graph = OneGraph(agent, cudagraphs)
         elif cudagraphs:  # (torch.compile takes a mode or options, not both)

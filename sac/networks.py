@@ -1,4 +1,5 @@
-"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module."""
+"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module.
+Architecture only: sac.kernels holds the CPU kernel swapped in where it pays."""
 
 from __future__ import annotations
 
