@@ -102,8 +102,7 @@ class Updater:
         """
         k = batch.obs.shape[0]
         if not self.one_graph or k == 1:
-            many = [self.update(Batch(*(x[i] for x in batch))) for i in range(k)]
-            return {name: torch.stack([m[name] for m in many]) for name in many[0]}
+            return _stacked([self.update(Batch(*(x[i] for x in batch))) for i in range(k)])
         n = self.agent.num_updates
         key = tuple(self.agent.due(n + i + 1) for i in range(k))
         metrics = self._guarded(key, lambda: self._compiled_update(batch, k))
@@ -159,6 +158,11 @@ class Updater:
         )
         self.compiled = self.cudagraphs = self.one_graph = False
         self._graph = self._losses = None
+
+
+def _stacked(many: list[Metrics]) -> Metrics:
+    """The metrics of K updates, each stacked to shape (K,)."""
+    return {name: torch.stack([m[name] for m in many]) for name in many[0]}
 
 
 class _Snapshot:
@@ -324,11 +328,12 @@ class OneGraph:
         self, batch: Batch, actor_metrics: Tensor, due: tuple[tuple[bool, bool], ...]
     ) -> Metrics:
         """`_update` once per (do_actor, do_polyak) in `due`, on batch[k]; metrics (K,)."""
-        many = [
-            self._update(Batch(*(x[i] for x in batch)), actor_metrics, *flags)
-            for i, flags in enumerate(due)
-        ]
-        return {name: torch.stack([m[name] for m in many]) for name in many[0]}
+        return _stacked(
+            [
+                self._update(Batch(*(x[i] for x in batch)), actor_metrics, *flags)
+                for i, flags in enumerate(due)
+            ]
+        )
 
     def _critic_objective(
         self, params: list[Tensor], batch: Batch, alpha: Tensor
