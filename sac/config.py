@@ -205,6 +205,7 @@ class TrainConfig:
 
         _require(
             [
+                (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
                 (self.total_steps > 0, "total_steps must be > 0"),
                 (self.eval_every >= 0, "eval_every must be >= 0 (0 evaluates only at the end)"),
                 (self.eval_episodes > 0, "eval_episodes must be > 0"),
@@ -238,7 +239,12 @@ class EvalConfig:
     output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
 
     def __post_init__(self) -> None:
-        _require([(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")])
+        _require(
+            [
+                (self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}"),
+                (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            ]
+        )
 
 
 @dataclass

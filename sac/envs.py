@@ -1,5 +1,5 @@
 """Gymnasium adapters: checked, action-rescaled envs; vector envs; a runner that yields clean
-transitions (never one that spans an autoreset) and finished-episode statistics."""
+transitions (never one that spans a reset), seeds every episode and counts finished ones."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from sac.errors import SACError
+from sac.seeding import env_seed
 
 
 def make_env(
@@ -72,7 +73,7 @@ def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
 def make_vector_env(
     env_id: str, kwargs: dict[str, Any] | None, num_envs: int, vectorization: str = "sync"
 ) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `make_env` in SAME_STEP autoreset mode (see EnvRunner)."""
+    """`num_envs` copies of `make_env`, with autoreset disabled: EnvRunner resets them."""
     if num_envs < 1:
         raise SACError(f"env.num_envs must be >= 1, got {num_envs}")
     make_vec: Callable[..., gym.vector.VectorEnv]
@@ -85,7 +86,7 @@ def make_vector_env(
     make_env(env_id, kwargs).close()  # fail here, in this process, with a clear message
     build = _make_worker_env if vectorization == "async" else make_env
     fns = [functools.partial(build, env_id, kwargs) for _ in range(num_envs)]
-    return make_vec(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return make_vec(fns, autoreset_mode=AutoresetMode.DISABLED)
 
 
 def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None) -> gym.Env:
@@ -121,48 +122,59 @@ class Transitions:
 
 
 class EnvRunner:
-    """Steps a SAME_STEP-autoreset vector env and returns transitions that are safe to store.
+    """Steps a vector env (autoreset DISABLED) and returns transitions that are safe to store.
 
-    In SAME_STEP mode a step that ends an episode returns the *reset* observation of the next
-    episode and puts the real last observation in info["final_obs"]. The runner stores the real
-    one as next_obs (so truncated episodes bootstrap from it) and continues from the reset one,
-    so no stored transition ever spans a reset.
+    The runner resets each env itself when its episode ends, so a stored transition never spans
+    a reset (next_obs is the episode's real last observation, from which a truncated episode
+    bootstraps), and every episode starts from a seed of its own: episode k of env i from
+    `sac.seeding.env_seed(seed, i, k)`. `episodes` gives each env's episode to start with (a
+    resume passes the checkpoint's, so an episode cut by the stop restarts from its own seed).
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int) -> None:
+    def __init__(
+        self, envs: gym.vector.VectorEnv, seed: int, episodes: list[int] | None = None
+    ) -> None:
         self.envs = envs
         self.num_envs = envs.num_envs
-        obs, _ = envs.reset(seed=[seed + i for i in range(self.num_envs)])
-        envs.action_space.seed(seed)
+        self.seed = seed
+        # each env's episode in progress (its index counts that env's episodes from 0)
+        self.episodes = np.array(episodes if episodes is not None else [0] * self.num_envs)
+        if self.episodes.shape != (self.num_envs,):
+            raise SACError(
+                f"{len(self.episodes)} saved episode counts for {self.num_envs} envs; resume "
+                "with the env.num_envs the run was started with"
+            )
+        seeds = [env_seed(seed, i, int(k)) for i, k in enumerate(self.episodes)]
+        obs, _ = envs.reset(seed=seeds)
         self.obs = np.asarray(obs, dtype=np.float32)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def step(self, action: np.ndarray) -> Transitions:
-        next_obs, reward, terminated, truncated, info = self.envs.step(action)
-        next_obs = np.asarray(next_obs, dtype=np.float32)
-        done = np.logical_or(terminated, truncated)
-        real_next = next_obs
+        next_obs, reward, terminated, truncated, _ = self.envs.step(action)
         out = Transitions(
             self.obs,
             action,
             np.asarray(reward, dtype=np.float32),
-            real_next,
+            np.asarray(next_obs, dtype=np.float32),
             np.asarray(terminated),
             np.asarray(truncated),
         )
         self._returns += reward
         self._lengths += 1
+        done = np.logical_or(terminated, truncated)
         if done.any():
-            real_next = next_obs.copy()
-            for i in np.flatnonzero(done):
-                real_next[i] = info["final_obs"][i]
-                out.episode_returns.append(float(self._returns[i]))
-                out.episode_lengths.append(int(self._lengths[i]))
-            out.next_obs = real_next
+            out.episode_returns = [float(r) for r in self._returns[done]]
+            out.episode_lengths = [int(n) for n in self._lengths[done]]
             self._returns[done] = 0.0
             self._lengths[done] = 0
-        self.obs = next_obs
+            self.episodes[done] += 1
+            seeds = [
+                env_seed(self.seed, i, int(k)) if d else None
+                for i, (k, d) in enumerate(zip(self.episodes, done))
+            ]
+            next_obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": done})
+        self.obs = np.asarray(next_obs, dtype=np.float32)
         return out
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from sac.envs import make_env, space_dims
     from sac.rollout import evaluate_policy
     from sac.runtime import resolve_device
+    from sac.seeding import eval_seed, stream_seed
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise SACError("no checkpoint given; use sac-eval checkpoint=PATH (a .pt or a run dir)")
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except OSError as e:
         raise SACError(f"cannot create {out_dir}: {e}; set output_dir=...") from None
     videos = VideoWriter(out_dir, env.metadata.get("render_fps", 30)) if cfg.video else None
-    torch.manual_seed(cfg.seed)  # the policy noise, for deterministic=false
+    torch.manual_seed(stream_seed(cfg.seed, "torch"))  # the policy noise, for deterministic=false
     print(
         f"sac-eval: {path} ({train_cfg.env.id}, {cfg.episodes} episodes, "
         f"{'deterministic' if cfg.deterministic else 'stochastic'}, {device})",
@@ -61,7 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             agent,
             env,
             cfg.episodes,
-            cfg.seed,
+            eval_seed(cfg.seed),  # the trainer's evaluation episodes of a run with this seed
             deterministic=cfg.deterministic,
             on_frame=videos.add if videos else None,
         )

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sac.agent import SAC
 from sac.buffer import ReplayBuffer
 from sac.checkpoint import check_spaces, load_checkpoint
+from sac.seeding import global_rng_state, set_global_rng_state
 
 log = logging.getLogger("sac")
 
@@ -28,6 +29,9 @@ class Counters:
     step: int = 0  # env steps (transitions, summed over envs)
     episodes: int = 0
     last_eval: tuple[int, float] | None = None  # (step, mean return) of the last evaluation
+    # each training env's episode in progress (sac.envs.EnvRunner); None in checkpoints
+    # written before episodes were seeded one by one
+    env_episodes: list[int] | None = None
 
 
 def build_state(
@@ -41,9 +45,7 @@ def build_state(
 ) -> dict[str, Any]:
     """The checkpoint payload. `spaces`: obs_dim, act_dim and the env's action bounds
     (action_low, action_high; checkpoints before them lack them)."""
-    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "action": action_rng.get_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+    rng = {**global_rng_state(), "action": action_rng.get_state()}
     state = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "counters": {
@@ -51,6 +53,7 @@ def build_state(
             "updates": agent.num_updates,
             "episodes": counters.episodes,
             "last_eval": list(counters.last_eval) if counters.last_eval else None,
+            "env_episodes": counters.env_episodes,
         },
         "spaces": spaces,
         "agent": agent.state_dict(),
@@ -73,7 +76,9 @@ def restore_state(
 ) -> tuple[Counters, dict[str, Any]]:
     """Load a checkpoint written from `build_state` into the agent, buffer and generators;
     returns its counters and what it kept of the loggers."""
-    state = load_checkpoint(path, map_location=agent.device, mmap=False)
+    # Loaded to the CPU and copied once into the device's tensors: loading to a GPU would hold
+    # the saved buffer there beside the preallocated one, twice its memory.
+    state = load_checkpoint(path, map_location="cpu", mmap=False)
     check_spaces(state, obs_dim, act_dim, env_id)
     agent.load_state_dict(state["agent"])
     if "buffer" in state:
@@ -88,9 +93,8 @@ def restore_state(
     counters = Counters(int(saved["env_steps"]), int(saved["episodes"]))
     if saved.get("last_eval"):
         counters.last_eval = (int(saved["last_eval"][0]), float(saved["last_eval"][1]))
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"].cpu())
-    action_rng.set_state(rng["action"].cpu())
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    if saved.get("env_episodes") is not None:
+        counters.env_episodes = [int(k) for k in saved["env_episodes"]]
+    set_global_rng_state(state["rng"])
+    action_rng.set_state(state["rng"]["action"].cpu())
     return counters, dict(state.get("loggers", {}))  # checkpoints before the loggers: none

@@ -1,10 +1,7 @@
-"""The process-wide torch setup of a run: which device it uses and how it is seeded."""
+"""Which torch device a run uses (its seeding is sac/seeding.py's job)."""
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
 
 from sac.errors import SACError
@@ -28,10 +25,3 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type != "cpu":
         raise SACError(f"device={spec} is not supported; use auto, cpu, cuda or cuda:N")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (torch's on every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

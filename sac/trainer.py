@@ -34,7 +34,8 @@ from sac.logging import Progress, RunLogger
 from sac.plots import PLOT_NAME, plot_run
 from sac.rollout import evaluate_policy
 from sac.run_state import Counters, build_state, restore_state
-from sac.runtime import resolve_device, seed_everything
+from sac.runtime import resolve_device
+from sac.seeding import eval_seed, seed_everything, stream_seed
 from sac.signals import GracefulStop
 from sac.video import EvalVideo, headless_rendering
 
@@ -104,13 +105,16 @@ class Trainer:
         self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
         self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
         self.buffer = ReplayBuffer(
-            cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed=cfg.seed
+            cfg.agent.buffer_size,
+            self.obs_dim,
+            self.act_dim,
+            self.device,
+            seed=stream_seed(cfg.seed, "buffer"),
         )
-        # Warm-up actions come from a generator of their own, so they do not depend on the
-        # policy's sampling noise.
-        self.action_rng = torch.Generator().manual_seed(cfg.seed)
+        self.action_rng = torch.Generator().manual_seed(stream_seed(cfg.seed, "warmup"))
         self.step = 0
         self.episodes = 0
+        self.env_episodes: list[int] | None = None  # each env's episode in progress (resume)
         self.last_eval: tuple[int, float] | None = None
         self.last_checkpoint: Path | None = None
         self.stop = GracefulStop()
@@ -136,9 +140,9 @@ class Trainer:
         # The config this process trains with (on resume: the stored one plus safe changes),
         # which .hydra/config.yaml, the command line's composition, need not be.
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        # A resumed run reseeds its envs by step, so resuming twice from one checkpoint replays
-        # the same episodes.
-        self.runner = EnvRunner(self.envs, cfg.seed + self.step)
+        # Every episode is seeded by its env and number, so a resume restarts the episodes in
+        # progress from their own seeds (and continues exactly where all had just ended).
+        self.runner = EnvRunner(self.envs, cfg.seed, self.env_episodes)
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
@@ -277,7 +281,7 @@ class Trainer:
                 self.agent,
                 self.eval_env,
                 self.cfg.eval_episodes,
-                seed=self.cfg.seed + 10_000,
+                seed=eval_seed(self.cfg.seed),
                 stop=lambda: self.stop.requested,
                 on_frame=video.add if video else None,
                 render_episodes=1,
@@ -313,7 +317,7 @@ class Trainer:
         """The checkpoint payload: config, counters, agent, replay buffer and RNG states."""
         return build_state(
             self.cfg,
-            Counters(self.step, self.episodes, self.last_eval),
+            Counters(self.step, self.episodes, self.last_eval, self.runner.episodes.tolist()),
             self.agent,
             self.buffer,
             self.action_rng,
@@ -334,6 +338,8 @@ class Trainer:
             self.cfg.env.id,
         )
         self.step, self.episodes = counters.step, counters.episodes
+        # (checkpoints before per-episode seeds: every env starts a new episode number)
+        self.env_episodes = counters.env_episodes or [counters.episodes] * self.cfg.env.num_envs
         if counters.last_eval is not None:
             self.last_eval = counters.last_eval
         self.last_checkpoint = path.resolve()
@@ -393,7 +399,7 @@ class Trainer:
         """eval_video=true: render one frame now, so a machine that cannot render fails at the
         start with a hint, not at the first evaluation."""
         try:
-            self.eval_env.reset(seed=self.cfg.seed + 10_000)  # evaluations reseed it anyway
+            self.eval_env.reset(seed=eval_seed(self.cfg.seed))  # evaluations reseed it anyway
             self.eval_env.render()
         except Exception as e:
             detail = " ".join(str(e).split())[:200]

@@ -19,22 +19,42 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class CountEnv(gym.Env):
-    """obs = [t, episode id]; terminates after `length` steps (or truncates, if `truncate`)."""
+    """obs = [t, episode id] (and the env's `tag`, if one is given); terminates after `length`
+    steps (or truncates, if `truncate`). With `max_length`, each episode's length is drawn from
+    [length, max_length] with the env's RNG, so it depends on the seed the episode starts from.
+    With `count_episodes=False` the episode id stays 0, so observations depend on the episode's
+    seed only (a resumed env counts its episodes from 0 again)."""
 
-    def __init__(self, length: int = 3, truncate: bool = False, nan_after: int = -1) -> None:
-        self.length = length
+    def __init__(
+        self,
+        length: int = 3,
+        truncate: bool = False,
+        nan_after: int = -1,
+        max_length: int = 0,
+        tag: int = -1,
+        count_episodes: bool = True,
+    ) -> None:
+        self.min_length, self.max_length = length, max(length, max_length)
         self.truncate = truncate
         self.nan_after = nan_after  # steps after which rewards are NaN (-1: never)
+        self.tag = tag
+        self.count_episodes = count_episodes
         self.total_steps = 0
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        obs_dim = 2 if tag < 0 else 3
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-2.0, 4.0, (1,), np.float32)
         self.episode = -1
         self.last_action: np.ndarray | None = None
+        self.reset_seeds: list[int | None] = []  # the seed of each reset, in order
+        self.lengths: list[int] = []  # each episode's length
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        self.reset_seeds.append(seed)
         self.t = 0
         self.episode += 1
+        self.length = int(self.np_random.integers(self.min_length, self.max_length + 1))
+        self.lengths.append(self.length)
         return self._obs(), {}
 
     def step(self, action):
@@ -46,7 +66,9 @@ class CountEnv(gym.Env):
         return self._obs(), reward, done and not self.truncate, done and self.truncate, {}
 
     def _obs(self) -> np.ndarray:
-        return np.array([self.t, self.episode], dtype=np.float32)
+        extra = [] if self.tag < 0 else [self.tag]
+        episode = self.episode if self.count_episodes else 0
+        return np.array([self.t, episode, *extra], dtype=np.float32)
 
 
 gym.register("CountEnv-v0", entry_point=CountEnv)

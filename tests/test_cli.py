@@ -85,6 +85,38 @@ def test_eval_is_deterministic_and_seeded(trained_run):
     assert stochastic[0] == stochastic[1]  # the policy noise is seeded too
 
 
+def test_eval_seed_and_noise_change_the_episodes(trained_run, tmp_path):
+    """In-process (no console script): seed=3 and seed=4 start other episodes, and
+    deterministic=false samples actions, so each gives other returns."""
+    from hydra import compose, initialize_config_dir
+
+    from sac.config import config_dir
+    from sac.evaluate import evaluate
+
+    _, run_dir, _ = trained_run
+
+    def returns(*overrides):
+        with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+            cfg = compose(
+                "eval",
+                [
+                    f"checkpoint={run_dir}",
+                    "episodes=2",
+                    "device=cpu",
+                    f"output_dir={tmp_path}",
+                    *overrides,
+                ],
+            )
+        return evaluate(cfg)["returns"]
+
+    deterministic = returns("seed=3")
+    assert returns("seed=3") == deterministic
+    assert returns("seed=4") != deterministic
+    stochastic = returns("seed=3", "deterministic=false")
+    assert stochastic != deterministic
+    assert returns("seed=3", "deterministic=false") == stochastic
+
+
 def test_eval_video_writes_mp4(trained_run):
     cwd, run_dir, _ = trained_run
     proc = run_cli(

@@ -52,7 +52,8 @@ class ReferenceSAC:
         log_prob = (dist.log_prob(u) - torch.log(1 - a.pow(2))).sum(-1)
         return a, log_prob
 
-    def update(self, b: Batch) -> None:
+    def update(self, b: Batch) -> dict[str, float]:
+        """One update; returns the metrics the agent reports, computed the plain way."""
         cfg = self.cfg
         alpha = self.log_alpha.exp().item()
         with torch.no_grad():
@@ -61,7 +62,8 @@ class ReferenceSAC:
             q_next = torch.min(self.q_targets[0](x2), self.q_targets[1](x2)).squeeze(-1)
             y = b.reward + cfg.gamma * (1 - b.terminated) * (q_next - alpha * logp2)
         x = torch.cat([b.obs, b.action], -1)
-        q_loss = sum(((q(x).squeeze(-1) - y) ** 2).mean() for q in self.qs)
+        qs = [q(x).squeeze(-1) for q in self.qs]
+        q_loss = sum(((q - y) ** 2).mean() for q in qs)
         self.q_opt.zero_grad()
         q_loss.backward()
         self.q_opt.step()
@@ -83,6 +85,15 @@ class ReferenceSAC:
             for q, qt in zip(self.qs, self.q_targets):
                 for p, pt in zip(q.parameters(), qt.parameters()):
                     pt.mul_(1 - cfg.tau).add_(cfg.tau * p)
+        return {
+            "losses/critic": q_loss.item(),
+            "losses/actor": actor_loss.item(),
+            "losses/alpha": alpha_loss.item(),
+            "train/alpha": alpha,
+            "train/entropy": -logp.mean().item(),
+            "train/q_mean": torch.stack(qs).mean().item(),
+            "train/target_q_mean": y.mean().item(),
+        }
 
 
 @pytest.mark.parametrize(
@@ -106,9 +117,12 @@ def test_fast_update_matches_plain_reference(compile):
             (torch.rand(64, generator=g) < 0.1).float(),
         )
         torch.manual_seed(100 + step)  # the same policy noise for both
-        updater.update(batch)
+        metrics = {k: v.item() for k, v in updater.update(batch).items()}
         torch.manual_seed(100 + step)
-        ref.update(batch)
+        expected = ref.update(batch)
+        assert metrics.keys() == expected.keys()
+        for name, value in expected.items():  # what the run logs, not only where it ends
+            assert math.isclose(metrics[name], value, rel_tol=1e-4, abs_tol=1e-5), (step, name)
 
     tol = {"rtol": 1e-4, "atol": 1e-5}
     for p, r in zip(fast.actor.parameters(), ref.actor.parameters()):

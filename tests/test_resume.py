@@ -1,14 +1,18 @@
 """Resume: exact continuation, config rules, fallbacks, faults (in-process, small runs)."""
 
 import csv
+import gc
 import shutil
 import signal
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+import sac.buffer
+import sac.run_state
 import sac.signals
 import sac.trainer
 from sac.checkpoint import load_checkpoint, step_checkpoints
@@ -54,19 +58,123 @@ def test_resuming_twice_from_one_checkpoint_is_bit_identical(make_cfg, tmp_path)
     torch.testing.assert_close(buffers[0]["obs"], buffers[1]["obs"], rtol=0, atol=0)
 
 
-def test_resume_restores_buffer_counters_and_rng(make_cfg, tmp_path):
-    _run(make_cfg, tmp_path, "total_steps=250", "checkpoint_every=0")
-    saved = load_checkpoint(tmp_path)
+def _assert_same(saved, restored, where="state"):
+    """Every tensor and value of `saved` equals the one at the same place in `restored`."""
+    if isinstance(saved, torch.Tensor):
+        assert isinstance(restored, torch.Tensor), where
+        torch.testing.assert_close(restored.cpu(), saved.cpu(), rtol=0, atol=0, msg=where)
+    elif isinstance(saved, dict):
+        assert set(saved) == set(restored), where
+        for key in saved:
+            _assert_same(saved[key], restored[key], f"{where}.{key}")
+    elif isinstance(saved, (list, tuple)):
+        assert len(saved) == len(restored), where
+        for i, (a, b) in enumerate(zip(saved, restored)):
+            _assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert saved == restored, where
+
+
+def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path):
+    _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=0", "env.num_envs=2")
+    saved = load_checkpoint(tmp_path, mmap=False)
     trainer = Trainer(
-        make_cfg(*SMALL, "total_steps=400"),
+        make_cfg(*SMALL, "total_steps=700", "env.num_envs=2"),
         tmp_path,
         resume_from=step_checkpoints(tmp_path / "checkpoints")[-1],
     )
-    assert (trainer.step, trainer.episodes, trainer.agent.num_updates) == (250, 1, 150)
-    assert len(trainer.buffer) == 250
-    torch.testing.assert_close(trainer.buffer.obs[:250], saved["buffer"]["obs"])
-    torch.testing.assert_close(trainer.action_rng.get_state(), saved["rng"]["action"])
+    try:
+        # After the trainer is built (its envs reset, its logger opened), nothing has drawn
+        # from a generator or touched a tensor the checkpoint holds.
+        restored = trainer.state()
+        for part in ("agent", "buffer", "rng", "counters", "spaces"):
+            _assert_same(saved[part], restored[part], part)
+        assert saved["counters"]["env_steps"] == 500 and saved["counters"]["updates"] == 400
+        assert saved["counters"]["env_episodes"] == [1, 1]  # Pendulum: 200 steps an episode
+        assert set(saved["rng"]) >= {"torch", "numpy", "python", "action"}
+        # ... and the live objects are the checkpoint's (not just what state() reports)
+        assert (trainer.step, trainer.episodes, trainer.agent.num_updates) == (500, 2, 400)
+        _assert_same(saved["rng"]["torch"], torch.get_rng_state(), "torch rng")
+        np.testing.assert_array_equal(
+            np.random.get_state()[1], saved["rng"]["numpy"]["keys"].numpy()
+        )
+        _assert_same(saved["buffer"]["generator"], trainer.buffer.generator.get_state())
+        torch.testing.assert_close(trainer.buffer.obs[:500], saved["buffer"]["obs"])
+        for name, p in trainer.agent.critic.named_parameters():
+            torch.testing.assert_close(p, saved["agent"]["critic"][name], rtol=0, atol=0)
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        ["env.id=Pendulum-v1"],  # 200-step episodes: the checkpoint at 400 ends one
+        # terminating: 5-step episodes in 2 envs (step 400 ends the 40th of each)
+        ["env.id=CountEnv-v0", "+env.kwargs={length:5,count_episodes:false}", "env.num_envs=2"],
+    ],
+    ids=["pendulum", "terminating-2-envs"],
+)
+def test_a_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path, env):
+    """Step for step, on CPU: the same agent, buffer, RNG states and logged metrics."""
+    common = [*env, "checkpoint_every=200", "keep_checkpoints=0"]
+    _run(make_cfg, tmp_path / "whole", *common, "total_steps=600")
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    ckpt = tmp_path / "cut" / "checkpoints" / "step_0000000400.pt"
+    assert (
+        _run(make_cfg, tmp_path / "cut", *common, "total_steps=600", f"resume={ckpt}")["steps"]
+        == 600
+    )
+    whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
+    for part in ("agent", "buffer", "rng", "counters"):
+        _assert_same(whole[part], cut[part], part)
+    rows = [_metric_rows(tmp_path / d / "metrics.csv") for d in ("whole", "cut")]
+    assert rows[0] == rows[1] and any("losses/critic" in r for r in rows[0])
+
+
+def _metric_rows(path):
+    """metrics.csv's rows without its clock columns (time, throughput)."""
+    with open(path) as f:
+        return [
+            {k: v for k, v in row.items() if v and k not in ("time", "perf/sps")}
+            for row in csv.DictReader(f)
+        ]
+
+
+def test_a_resume_loads_the_checkpoint_to_the_cpu_and_copies_it_once(
+    make_cfg, tmp_path, monkeypatch
+):
+    """On a GPU, loading to the device would hold the saved buffer there beside the
+    preallocated one: twice its memory."""
+    _run(make_cfg, tmp_path, "total_steps=200")
+    places = []
+    real_load = sac.run_state.load_checkpoint
+
+    def load(path, map_location="cpu", mmap=True):
+        places.append(map_location)
+        return real_load(path, map_location=map_location, mmap=mmap)
+
+    monkeypatch.setattr(sac.run_state, "load_checkpoint", load)
+    Trainer(make_cfg(*SMALL, "total_steps=300"), tmp_path, resume_from=tmp_path).close()
+    assert places == ["cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_resume_needs_the_buffers_memory_once(make_cfg, tmp_path):
+    # a full buffer of 50k transitions (random actions only: no updates), far larger than the
+    # networks
+    full = ["device=cuda", "agent.buffer_size=50000", "agent.warmup_steps=50000"]
+    _run(make_cfg, tmp_path, *full, "total_steps=50000")
+    gc.collect()
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    trainer = Trainer(make_cfg(*SMALL, *full, "total_steps=60000"), tmp_path, resume_from=tmp_path)
+    peak = torch.cuda.max_memory_allocated() - before
+    buffer_bytes = sum(getattr(trainer.buffer, n).nbytes for n in sac.buffer._FIELDS)
+    assert len(trainer.buffer) == 50000
     trainer.close()
+    assert buffer_bytes <= peak < 1.5 * buffer_bytes
 
 
 def test_auto_resume_in_a_run_directory_that_has_a_checkpoint(make_cfg, tmp_path):

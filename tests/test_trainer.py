@@ -75,6 +75,25 @@ def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_pat
     )
 
 
+def test_a_task_that_terminates_is_stored_as_terminal_where_it_ends(make_cfg, tmp_path):
+    # Two envs whose episodes end at different steps (2-9 steps, drawn from each episode's
+    # seed); obs = [t, episode id].
+    cfg = make_cfg(
+        *SHORT, "env.id=CountEnv-v0", "+env.kwargs={length:2,max_length:9}", "env.num_envs=2"
+    )
+    trainer = Trainer(cfg, tmp_path)
+    buf = trainer.buffer
+    trainer.train()
+    lengths = [env.unwrapped.lengths for env in trainer.envs.envs]
+    obs, next_obs, terminated = (x[:600].numpy() for x in (buf.obs, buf.next_obs, buf.terminated))
+    env = np.arange(600) % 2  # rows alternate between the two envs, one vector step at a time
+    ends = next_obs[:, 0] == [lengths[e][int(k)] for e, k in zip(env, obs[:, 1])]
+    np.testing.assert_array_equal(terminated, ends.astype(np.float32))
+    np.testing.assert_array_equal(next_obs, obs + np.array([1, 0]))  # never across a reset
+    assert terminated.sum() == trainer.episodes > 100
+    assert len({tuple(x[:20]) for x in lengths}) == 2  # the envs' episodes differ
+
+
 def test_same_seed_same_run_on_cpu(make_cfg, tmp_path):
     params = []
     for name in ("a", "b"):
