@@ -86,7 +86,9 @@ class SAC:
         self.critic_optim = _adam(
             self.critic.parameters(), cfg.critic_lr, cfg.adam_beta1, self.device
         )
-        self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, cfg.adam_beta1, self.device)
+        # adam_beta1 is the actor's and critics' only: CrossQ's reference code (github.com/
+        # adityab/CrossQ, sbx/sac/sac.py) gives the temperature a default Adam (beta1 0.9).
+        self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, 0.9, self.device)
         self.num_updates = 0
         self._critic_params = list(self.critic.parameters())
         self._target_params = (

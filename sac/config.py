@@ -81,7 +81,8 @@ class AgentConfig:
     target_subset: int | None = None  # REDQ: min over a random subset of this many critics
     actor_q: str = "min"  # how the actor loss combines the critics: min | mean (REDQ)
     actor_update_interval: int = 1  # critic updates per actor and temperature update
-    adam_beta1: float = 0.9  # Adam's first-moment decay for all three optimizers
+    adam_beta1: float = 0.9  # Adam's first-moment decay for the actor and critics (the
+    # temperature's Adam keeps 0.9, as in CrossQ's reference code)
 
     def __post_init__(self) -> None:
         _require(

@@ -245,3 +245,54 @@ def test_presets_are_valid_and_named(make_cfg, preset):
     cfg = make_cfg(f"agent={preset}", "env=halfcheetah")
     validated(cfg)
     assert cfg.agent.name == preset and cfg.agent.warmup_steps == 10_000  # env settings kept
+
+
+# ----------------------------------------------------------------------------- faithful presets
+def _adam_steps(optim: torch.optim.Optimizer) -> int:
+    """How many steps an Adam optimizer has taken (its per-parameter step count)."""
+    (state, *_) = optim.state.values()
+    return int(state["step"])
+
+
+@pytest.mark.parametrize("preset", ["redq", "droq"])
+def test_redq_and_droq_update_the_actor_once_per_env_step_on_the_critics_mean(
+    make_cfg, tmp_path, preset
+):
+    """As the authors' code (policy_update_delay = UTD = 20): 20 critic updates and one actor
+    and temperature update per transition after the warm-up."""
+    from sac.trainer import Trainer
+
+    cfg = make_cfg(
+        f"agent={preset}",
+        "agent.hidden_sizes=[16,16]",
+        "agent.batch_size=8",
+        "agent.warmup_steps=50",
+        "total_steps=56",
+        "eval_every=0",
+        "eval_episodes=1",
+        "device=cpu",
+    )
+    assert cfg.agent.actor_q == "mean"
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    agent = trainer.agent
+    assert _adam_steps(agent.critic_optim) == 20 * 6
+    assert _adam_steps(agent.actor_optim) == _adam_steps(agent.alpha_optim) == 6
+
+
+def test_crossq_beta1_is_the_actors_and_critics_not_the_temperatures(make_cfg):
+    """CrossQ's reference code: Adam(b1=0.5) for actor and critics, a default Adam (b1=0.9)
+    for the temperature."""
+    from sac.config import agent_config
+
+    agent = SAC(OBS, ACT, agent_config(make_cfg("agent=crossq")))
+    assert agent.actor_optim.param_groups[0]["betas"] == (0.5, 0.999)
+    assert agent.critic_optim.param_groups[0]["betas"] == (0.5, 0.999)
+    assert agent.alpha_optim.param_groups[0]["betas"] == (0.9, 0.999)
+    batch = make_batch()
+    for _ in range(3):  # the third update is the first actor and temperature step
+        agent.update(batch)
+    # Adam's first moment after one step is (1 - beta1) * gradient: 0.1 g, not 0.5 g
+    grad = agent.log_alpha.grad
+    assert grad is not None and grad.abs().item() > 0
+    torch.testing.assert_close(agent.alpha_optim.state[agent.log_alpha]["exp_avg"], 0.1 * grad)
