@@ -14,7 +14,7 @@ from torch import Tensor
 from sac import losses
 from sac.config import AgentConfig
 from sac.losses import Batch
-from sac.networks import EnsembleCritic, SquashedGaussianActor
+from sac.networks import EnsembleCritic, GSDEActor, SquashedGaussianActor
 
 __all__ = ["METRIC_NAMES", "SAC", "Batch", "Metrics"]
 
@@ -55,14 +55,24 @@ class SAC:
         self.act_dim = act_dim
         self.cfg = cfg
         self.device = torch.device(device)
-        self.actor = SquashedGaussianActor(
-            obs_dim,
-            act_dim,
-            list(cfg.hidden_sizes),
-            cfg.log_std_min,
-            cfg.log_std_max,
-            cfg.actor_batch_norm,
-        ).to(self.device)
+        self.actor: SquashedGaussianActor | GSDEActor
+        if cfg.gsde:
+            self.actor = GSDEActor(
+                obs_dim,
+                act_dim,
+                list(cfg.hidden_sizes),
+                cfg.gsde_log_std_init,
+                cfg.actor_batch_norm,
+            ).to(self.device)
+        else:
+            self.actor = SquashedGaussianActor(
+                obs_dim,
+                act_dim,
+                list(cfg.hidden_sizes),
+                cfg.log_std_min,
+                cfg.log_std_max,
+                cfg.actor_batch_norm,
+            ).to(self.device)
         self.critic = EnsembleCritic(
             obs_dim,
             act_dim,
@@ -107,6 +117,12 @@ class SAC:
         if deterministic:
             return self.actor.deterministic(obs)
         return self.actor.sample_action(obs)
+
+    def reset_noise(self, envs: int, which: Tensor | None = None) -> None:
+        """gSDE: new exploration noise for all `envs` envs, or those where `which` is set (a
+        bool mask); nothing without gSDE."""
+        if isinstance(self.actor, GSDEActor):
+            self.actor.reset_noise(envs, which)
 
     # ----------------------------------------------------------------------------- learning
     def update(
@@ -256,6 +272,8 @@ class SAC:
             "critic_optim": self.critic_optim.state_dict(),
             "alpha_optim": self.alpha_optim.state_dict(),
             "num_updates": self.num_updates,
+            # gSDE's exploration matrices, so a resume explores on with the same ones
+            **({"gsde_noise": self.actor.noise.clone()} if self.cfg.gsde else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], actor_only: bool = False) -> None:
@@ -272,3 +290,5 @@ class SAC:
         self.critic_optim.load_state_dict(state["critic_optim"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
         self.num_updates = int(state["num_updates"])
+        if isinstance(self.actor, GSDEActor) and "gsde_noise" in state:
+            self.actor.noise = state["gsde_noise"].to(self.device)

@@ -83,6 +83,11 @@ class AgentConfig:
     actor_update_interval: int = 1  # critic updates per actor and temperature update
     adam_beta1: float = 0.9  # Adam's first-moment decay for the actor and critics (the
     # temperature's Adam keeps 0.9, as in CrossQ's reference code)
+    # gSDE exploration (Raffin et al. 2022, SB3's use_sde): noise that is a function of the
+    # state, redrawn at each episode's start (-1) or every gsde_sample_freq env steps
+    gsde: bool = False
+    gsde_sample_freq: int = -1
+    gsde_log_std_init: float = -3.0  # SB3's default for SAC
 
     def __post_init__(self) -> None:
         _require(
@@ -127,6 +132,10 @@ class AgentConfig:
                 ),
                 (self.actor_update_interval >= 1, "agent.actor_update_interval must be >= 1"),
                 (0.0 <= self.adam_beta1 < 1.0, "agent.adam_beta1 must be in [0, 1)"),
+                (
+                    self.gsde_sample_freq == -1 or self.gsde_sample_freq >= 1,
+                    "agent.gsde_sample_freq must be -1 (each episode) or >= 1 (env steps)",
+                ),
                 (
                     # Target networks would normalise (s', a') with their own lagging batch
                     # statistics, which is what makes batch norm fail in SAC (Bhatt et al.

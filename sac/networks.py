@@ -1,4 +1,5 @@
-"""Networks: an MLP, the tanh-squashed Gaussian actor and N critics as one batched module.
+"""Networks: an MLP, the tanh-squashed Gaussian actor (and its gSDE variant) and N critics as
+one batched module.
 Architecture only: sac.kernels holds the CPU kernel swapped in where it pays."""
 
 from __future__ import annotations
@@ -151,6 +152,92 @@ class SquashedGaussianActor(nn.Module):
     def deterministic(self, obs: Tensor) -> Tensor:
         """The evaluation action tanh(mu(s)); the std half of the output is not needed."""
         return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
+
+
+class GSDEActor(nn.Module):
+    """gSDE (Raffin et al. 2022, "Smooth Exploration for Robotic Reinforcement Learning"; SB3's
+    `use_sde`): pi(a|s) = tanh(N(mu(s), sigma(s)^2)) with sigma_j(s)^2 = sum_i z_i(s)^2 S_ij^2,
+    where z(s) are the last hidden layer's features (detached, so exploration does not shape
+    them) and S = exp(log_std) a learned (features x actions) matrix.
+
+    Exploring, the noise is z(s) @ theta with a matrix theta ~ N(0, S^2) held fixed between
+    `reset_noise` calls (one per env): the same state gives the same action, so exploration is
+    smooth in time. The losses sample the same distribution per sample (u = mu + sigma(s) * eps,
+    which z(s) @ theta is for a fresh theta), where SB3 draws one theta per gradient step.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: list[int],
+        log_std_init: float = -3.0,
+        batch_norm: bool = False,
+        clip_mean: float = 2.0,
+    ) -> None:
+        super().__init__()
+        features = hidden_sizes[-1]
+        self.trunk = nn.Sequential(
+            mlp(obs_dim, hidden_sizes[:-1], features, batch_norm), nn.ReLU(inplace=True)
+        )
+        self.mu = nn.Linear(features, act_dim)
+        self.log_std = nn.Parameter(torch.full((features, act_dim), float(log_std_init)))
+        # SB3's bound on the mean before tanh (its clip_mean): keeps the squashed Gaussian away
+        # from saturation, where gSDE's small variances would give huge log-probabilities.
+        self.clip_mean = clip_mean
+        # One theta per env, (envs, features, actions); not saved with the weights (its size
+        # is the number of envs) but in the agent's state.
+        self.register_buffer("noise", torch.zeros(0, features, act_dim), persistent=False)
+
+    def mean_log_std(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """mu(s) and log sigma(s) of the Gaussian before squashing."""
+        mu, log_std, _ = self._params(obs)
+        return mu, log_std
+
+    def _params(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        z = self.trunk(obs)
+        mu = self.mu(z).clamp(-self.clip_mean, self.clip_mean)
+        z = z.detach()
+        variance = z.pow(2) @ (2.0 * self.log_std).exp()
+        # + 1e-6 as SB3: a state whose features are all zero still has a finite log-prob
+        return mu, 0.5 * torch.log(variance + 1e-6), z
+
+    def distribution(self, obs: Tensor) -> Normal:
+        """The Gaussian before squashing, as a torch distribution."""
+        mu, log_std = self.mean_log_std(obs)
+        return Normal(mu, log_std.exp(), validate_args=False)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """a ~ pi(.|s) by the reparameterisation trick, and log pi(a|s) (see the class)."""
+        mu, log_std, _ = self._params(obs)
+        eps = torch.randn_like(mu)
+        u = mu + eps * log_std.exp()
+        return torch.tanh(u), squashed_log_prob(u, eps, log_std)
+
+    def reset_noise(self, envs: int, which: Tensor | None = None) -> None:
+        """Draw new exploration matrices theta ~ N(0, S^2): for all `envs` envs, or only for
+        those where the bool mask `which` is set (their episodes ended)."""
+        std = self.log_std.detach().exp()
+        if self.noise.shape[0] != envs:
+            self.noise = torch.zeros(envs, *std.shape, device=std.device)
+            which = None
+        fresh = torch.randn(envs, *std.shape, device=std.device) * std
+        if which is None:
+            self.noise = fresh
+        else:
+            self.noise = torch.where(which.view(-1, 1, 1).to(std.device), fresh, self.noise)
+
+    def sample_action(self, obs: Tensor) -> Tensor:
+        """Exploring: tanh(mu(s) + z(s) @ theta), row i with env i's theta (drawn at first use,
+        and whenever the batch is not one row per env)."""
+        mu, _, z = self._params(obs)
+        if self.noise.shape[0] != obs.shape[0]:
+            self.reset_noise(obs.shape[0])
+        return torch.tanh(mu + torch.bmm(z.unsqueeze(1), self.noise).squeeze(1))
+
+    def deterministic(self, obs: Tensor) -> Tensor:
+        """The evaluation action tanh(mu(s))."""
+        return torch.tanh(self.mu(self.trunk(obs)).clamp(-self.clip_mean, self.clip_mean))
 
 
 class EnsembleLinear(nn.Module):

@@ -204,7 +204,14 @@ class Trainer:
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
-        self.step += n_envs
+        prev, self.step = self.step, self.step + n_envs
+        if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts
+            every = self.cfg.agent.gsde_sample_freq
+            ended = np.logical_or(tr.terminated, tr.truncated)
+            if every > 0 and _crossed(prev, self.step, every):
+                self.agent.reset_noise(n_envs)
+            elif every == -1 and ended.any():
+                self.agent.reset_noise(n_envs, torch.as_tensor(ended))
         for ret, length in zip(tr.episode_returns, tr.episode_lengths):
             self.episodes += 1
             self.recent.append(ret)
