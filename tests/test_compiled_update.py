@@ -41,7 +41,8 @@ def _batch(g: torch.Generator, device: str, n: int = 64) -> Batch:
 
 # Options the one-graph update (compile=true, cudagraphs=true) must handle besides the plain
 # agent: DroQ's layer norm and dropout, REDQ's random subset and mean over critics, no target
-# networks with a fixed temperature. (Batch norm configs compile the losses one by one.)
+# networks with a fixed temperature, gSDE's actor. (Batch norm configs compile the losses one by
+# one.)
 OPTIONS = {
     "droq-redq": {
         "critic_norm": "layer",
@@ -51,6 +52,7 @@ OPTIONS = {
         "actor_q": "mean",
     },
     "no-targets": {"target_networks": False, "autotune_alpha": False, "alpha": 0.1},
+    "gsde": {"gsde": True},
 }
 BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks": False}
 
