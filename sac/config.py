@@ -37,11 +37,15 @@ class EnvConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     num_envs: int = 1  # parallel training envs (Gymnasium vector API)
     vectorization: str = "sync"  # sync | async (async: one subprocess per env)
+    # each action held for this many env steps (frames), rewards summed; every step count of
+    # the run (total_steps, warm-up, evaluations, ...) counts frames, as the DMC literature does
+    action_repeat: int = 1
 
     def __post_init__(self) -> None:
         _require(
             [
                 (self.num_envs >= 1, "env.num_envs must be >= 1"),
+                (self.action_repeat >= 1, "env.action_repeat must be >= 1"),
                 (
                     self.vectorization in VECTORIZATIONS,
                     f"env.vectorization must be 'sync' or 'async', got '{self.vectorization}'",
@@ -303,6 +307,11 @@ def hydra_subdir_for(resume: str, stamp: str) -> str:
     return ".hydra" if resume in RESUME_MODES else f".hydra/resumed_{stamp}"
 
 
+def slug(env_id: str) -> str:
+    """An env id as one path component: dm_control/walker-walk-v0 -> dm_control-walker-walk-v0."""
+    return env_id.replace("/", "-").replace(":", "-")
+
+
 def register_configs() -> None:
     """Register the schemas so conf/train.yaml and conf/eval.yaml can extend them, and the
     resolver conf/train.yaml uses to put a resumed run back in its own directory."""
@@ -315,6 +324,7 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("sac_run_dir"):
         OmegaConf.register_new_resolver("sac_run_dir", run_dir_for)
         OmegaConf.register_new_resolver("sac_hydra_subdir", hydra_subdir_for)
+        OmegaConf.register_new_resolver("sac_slug", slug)
 
 
 def config_dir() -> str:

@@ -4,6 +4,7 @@ transitions (never one that spans a reset), seeds every episode and counts finis
 from __future__ import annotations
 
 import functools
+import importlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,18 +17,29 @@ from gymnasium.vector import AutoresetMode
 from sac.errors import SACError
 from sac.seeding import env_seed
 
+# Env id prefixes whose envs are registered by importing a package (an optional extra of sac):
+# (prefix, module, extra). A fixed table: env ids never name the module to import here.
+ENV_PACKAGES = (("dm_control/", "shimmy", "dmc"),)
+
 
 def make_env(
-    env_id: str, kwargs: dict[str, Any] | None = None, render_mode: str | None = None
+    env_id: str,
+    kwargs: dict[str, Any] | None = None,
+    render_mode: str | None = None,
+    action_repeat: int = 1,
 ) -> gym.Env:
     """gymnasium.make plus the checks and wrappers SAC needs.
 
-    The returned env takes actions in [-1, 1]^dim(A) (mapped linearly to the env's bounds) and
-    gives flat float observations.
+    The returned env takes actions in [-1, 1]^dim(A) (mapped linearly to the env's bounds),
+    gives flat float observations, and with `action_repeat` = k holds each action for k env
+    steps (frames), summing their rewards.
     """
     kwargs = dict(kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if action_repeat < 1:
+        raise SACError(f"env.action_repeat must be >= 1, got {action_repeat}")
+    _register_package(env_id)
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as e:
@@ -54,12 +66,27 @@ def make_env(
     if len(space.shape) != 1:
         env.close()
         raise SACError(f"env '{env_id}' has action shape {space.shape}; SAC needs a 1-D Box")
+    if action_repeat > 1:
+        env = gym.wrappers.RepeatAction(env, action_repeat)
     obs_space = env.observation_space
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
         env = gym.wrappers.FlattenObservation(env)
     # The policy acts in [-1, 1]; this maps to [low, high] at the env boundary.
     ones = np.ones(space.shape, dtype=space.dtype)
     return gym.wrappers.RescaleAction(env, -ones, ones)
+
+
+def _register_package(env_id: str) -> None:
+    """Import the package that registers `env_id`'s namespace (ENV_PACKAGES), or say which
+    extra installs it."""
+    for prefix, module, extra in ENV_PACKAGES:
+        if env_id.startswith(prefix) and env_id not in gym.registry:
+            try:
+                gym.register_envs(importlib.import_module(module))
+            except ImportError as e:
+                raise SACError(
+                    f"env '{env_id}' needs the {extra} extra ({e}): pip install 'sac[{extra}]'"
+                ) from None
 
 
 def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +98,11 @@ def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_vector_env(
-    env_id: str, kwargs: dict[str, Any] | None, num_envs: int, vectorization: str = "sync"
+    env_id: str,
+    kwargs: dict[str, Any] | None,
+    num_envs: int,
+    vectorization: str = "sync",
+    action_repeat: int = 1,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env`, with autoreset disabled: EnvRunner resets them."""
     if num_envs < 1:
@@ -83,13 +114,17 @@ def make_vector_env(
         make_vec = gym.vector.AsyncVectorEnv
     else:
         raise SACError(f"env.vectorization must be 'sync' or 'async', got '{vectorization}'")
-    make_env(env_id, kwargs).close()  # fail here, in this process, with a clear message
+    # fail here, in this process, with a clear message
+    make_env(env_id, kwargs, action_repeat=action_repeat).close()
     build = _make_worker_env if vectorization == "async" else make_env
-    fns = [functools.partial(build, env_id, kwargs) for _ in range(num_envs)]
+    fns = [
+        functools.partial(build, env_id, kwargs, action_repeat=action_repeat)
+        for _ in range(num_envs)
+    ]
     return make_vec(fns, autoreset_mode=AutoresetMode.DISABLED)
 
 
-def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None) -> gym.Env:
+def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None, action_repeat: int = 1) -> gym.Env:
     """make_env inside an AsyncVectorEnv worker process. Ctrl-C and SIGTERM reach the whole
     process group (SLURM's SIGUSR2 every process of the job step); the workers ignore them so
     that the trainer can finish its step, checkpoint and close the envs itself. A forked worker
@@ -97,7 +132,7 @@ def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None) -> gym.Env:
     for sig in ("SIGINT", "SIGTERM", "SIGUSR2"):
         if hasattr(signal, sig):  # no SIGUSR2 on Windows
             signal.signal(getattr(signal, sig), signal.SIG_IGN)
-    return make_env(env_id, kwargs)
+    return make_env(env_id, kwargs, action_repeat=action_repeat)
 
 
 def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:

@@ -88,10 +88,17 @@ class Trainer:
         seed_everything(cfg.seed)
 
         self.envs = make_vector_env(
-            cfg.env.id, cfg.env.kwargs, cfg.env.num_envs, cfg.env.vectorization
+            cfg.env.id,
+            cfg.env.kwargs,
+            cfg.env.num_envs,
+            cfg.env.vectorization,
+            action_repeat=cfg.env.action_repeat,
         )
         self.eval_env = make_env(
-            cfg.env.id, cfg.env.kwargs, render_mode="rgb_array" if cfg.eval_video else None
+            cfg.env.id,
+            cfg.env.kwargs,
+            render_mode="rgb_array" if cfg.eval_video else None,
+            action_repeat=cfg.env.action_repeat,
         )
         self.obs_dim, self.act_dim = space_dims(self.envs)
         low, high = action_bounds(self.eval_env)
@@ -155,7 +162,10 @@ class Trainer:
         self.recent: deque[float] = deque(maxlen=10)  # the last episodes' returns
         self.metric_sum = torch.zeros(len(METRIC_NAMES), device=self.device)
         self.metric_count, self.interval_start = 0, self.step
-        self.utd = Fraction(str(cfg.agent.updates_per_step)).limit_denominator(1_000_000)
+        # updates per env step (frame): updates_per_step per transition, k frames each
+        self.utd = Fraction(str(cfg.agent.updates_per_step)).limit_denominator(1_000_000) / (
+            cfg.env.action_repeat
+        )
         self.sps_mark = (time.perf_counter(), self.step)
         try:
             with self.stop:
@@ -204,7 +214,8 @@ class Trainer:
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
-        prev, self.step = self.step, self.step + n_envs
+        # env steps: frames, so an action held k times (env.action_repeat) counts k
+        prev, self.step = self.step, self.step + n_envs * self.cfg.env.action_repeat
         if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts
             every = self.cfg.agent.gsde_sample_freq
             ended = np.logical_or(tr.terminated, tr.truncated)
@@ -222,7 +233,8 @@ class Trainer:
     def _update(self) -> None:
         """The gradient updates due at this step. Each transition collected after the warm-up
         earns updates_per_step updates (a vector step of N envs earns N * updates_per_step),
-        counted exactly from the step counter, so fractions neither drift nor reset on resume.
+        counted exactly from the step counter (in frames: / action_repeat), so fractions
+        neither drift nor reset on resume.
         With updates_per_call = K they run K at a time, once K are due."""
         warmup = self.cfg.agent.warmup_steps
         k, batch_size = self.cfg.updates_per_call, self.cfg.agent.batch_size

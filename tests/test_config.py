@@ -21,6 +21,19 @@ EXPECTED_IDS = {
     "walker2d": "Walker2d-v5",
     "ant": "Ant-v5",
     "humanoid": "Humanoid-v5",
+    **{
+        f"dmc_{task.replace('-', '_')}": f"dm_control/{task}-v0"
+        for task in (
+            "cartpole-swingup",
+            "walker-walk",
+            "cheetah-run",
+            "finger-spin",
+            "reacher-easy",
+            "ball_in_cup-catch",
+            "hopper-hop",
+            "humanoid-walk",
+        )
+    },
 }
 
 
