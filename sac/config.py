@@ -331,6 +331,8 @@ def _literal(value: Any) -> Any:
 def _one_line(e: BaseException) -> str:
     """An exception as one short line; OmegaConf's name the key on a later line (full_key)."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # OmegaConf calls an escaped (literal) `${` an interpolation it dereferences: not news here
+    text = re.sub(r"^While dereferencing interpolation '.*?': ", "", text)
     key = getattr(e, "full_key", None)
     return (f"{key}: {text}" if key else text)[:300]
 
