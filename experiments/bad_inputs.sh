@@ -18,6 +18,17 @@ class Exploit:
         import os
         return (os.system, ("touch PWNED",))
 torch.save({"format_version": 1, "agent": Exploit()}, "evil.pt")
+# Crafted from a real checkpoint: an env id that would import a module, an interpolation that
+# would read the environment, and one flipped bit in the actor's first weight.
+real = torch.load("good/checkpoints/last.pt", weights_only=True)
+real["config"]["env"]["id"] = "some_module:Pendulum-v1"
+torch.save(real, "module_env.pt")
+real = torch.load("good/checkpoints/last.pt", weights_only=True)
+real["config"]["seed"] = "${oc.env:SEED}"
+torch.save(real, "interpolation.pt")
+data = bytearray(open("good/checkpoints/last.pt", "rb").read())
+data[data.find(real["agent"]["actor"]["net.0.weight"].numpy().tobytes()) + 2] ^= 0x40
+open("flipped.pt", "wb").write(data)
 PY
 cases=(
   "sac-train env.id=CartPole-v1"
@@ -41,6 +52,8 @@ cases=(
   "sac-train resume=future.pt"
   "sac-train resume=good agent.gamma=0.5"
   "sac-train resume=good env=hopper"
+  "sac-train resume=module_env.pt"
+  "sac-train resume=flipped.pt"
   "sac-eval"
   "sac-eval checkpoint=missing.pt"
   "sac-eval checkpoint=notes.pt"
@@ -49,6 +62,10 @@ cases=(
   "sac-eval checkpoint=weights.pt"
   "sac-eval checkpoint=evil.pt"
   "sac-eval checkpoint=good episodes=0"
+  "sac-eval checkpoint=module_env.pt"
+  "sac-eval checkpoint=interpolation.pt"
+  "sac-eval checkpoint=flipped.pt"
+  "sac-export checkpoint=module_env.pt format=pt2"
 )
 echo "| command | exit | what it prints (stderr) |"
 echo "|---|---|---|"

@@ -276,19 +276,85 @@ class SAC:
             **({"gsde_noise": self.actor.noise.clone()} if self.cfg.gsde else {}),
         }
 
+    @classmethod
+    def from_state(
+        cls,
+        obs_dim: int,
+        act_dim: int,
+        cfg: AgentConfig,
+        state: dict[str, Any],
+        device: torch.device | str = "cpu",
+        actor_only: bool = False,
+    ) -> SAC:
+        """An agent built for `state` (a `state_dict`) and loaded from it; ValueError, before
+        anything is allocated, if its networks are not the shapes `cfg` gives them."""
+        check_state_shapes(obs_dim, act_dim, cfg, state, actor_only)
+        agent = cls(obs_dim, act_dim, cfg, device)
+        agent.load_state_dict(state, actor_only)
+        return agent
+
     def load_state_dict(self, state: dict[str, Any], actor_only: bool = False) -> None:
         """Restore a state from `state_dict`; `actor_only` loads just what acting needs."""
         self.actor.load_state_dict(state["actor"])
-        if actor_only:
-            return
-        self.critic.load_state_dict(state["critic"])
-        if self.critic_target is not None:
-            self.critic_target.load_state_dict(state["critic_target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.actor_optim.load_state_dict(state["actor_optim"])
-        self.critic_optim.load_state_dict(state["critic_optim"])
-        self.alpha_optim.load_state_dict(state["alpha_optim"])
-        self.num_updates = int(state["num_updates"])
-        if isinstance(self.actor, GSDEActor) and "gsde_noise" in state:
-            self.actor.noise = state["gsde_noise"].to(self.device)
+        if not actor_only:
+            self.critic.load_state_dict(state["critic"])
+            if self.critic_target is not None:
+                self.critic_target.load_state_dict(state["critic_target"])
+            with torch.no_grad():
+                self.log_alpha.copy_(state["log_alpha"])
+            _load_optimizer(self.actor_optim, state["actor_optim"])
+            _load_optimizer(self.critic_optim, state["critic_optim"])
+            _load_optimizer(self.alpha_optim, state["alpha_optim"])
+            self.num_updates = int(state["num_updates"])
+            if isinstance(self.actor, GSDEActor) and "gsde_noise" in state:
+                self.actor.noise = state["gsde_noise"].to(self.device)
+        if not self.all_finite():  # the trainer never saves such a state: a damaged file
+            raise ValueError("the loaded parameters are not all finite")
+
+
+def check_state_shapes(
+    obs_dim: int, act_dim: int, cfg: AgentConfig, state: dict[str, Any], actor_only: bool = False
+) -> None:
+    """Raise ValueError unless the networks in `state` (a `state_dict`) have the shapes that
+    SAC(obs_dim, act_dim, cfg) gives them. The agent is built on the meta device, which
+    allocates nothing, so a damaged or crafted config asking for huge networks (where the
+    tensors are small) is refused before they exist."""
+    with torch.device("meta"):
+        expected = SAC(obs_dim, act_dim, cfg, "meta").state_dict()
+    for part in ("actor",) if actor_only else ("actor", "critic", "critic_target"):
+        if expected[part] is None:  # no target networks
+            continue
+        saved = state.get(part)
+        if not isinstance(saved, dict):
+            raise ValueError(f"{part} is missing")
+        for name, tensor in expected[part].items():
+            got = saved.get(name)
+            if not isinstance(got, Tensor) or got.shape != tensor.shape:
+                shape = tuple(got.shape) if isinstance(got, Tensor) else None
+                raise ValueError(
+                    f"{part}.{name} has shape {shape} where the config gives {tuple(tensor.shape)}"
+                )
+
+
+def _load_optimizer(optim: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load an Adam's moments and step counts into `optim`, keeping its own settings (lr, betas,
+    fused, ...): they follow from the config and the device, where PyTorch would take the
+    saved ones as they are. PyTorch checks only the parameter counts, so a moment of another
+    shape would fail at the next step instead: checked here (ValueError)."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in optim.param_groups]
+    if len(saved["param_groups"]) != len(own):
+        raise ValueError(f"a saved optimizer has {len(saved['param_groups'])} parameter groups")
+    groups = [{**g, **o} for g, o in zip(saved["param_groups"], own)]
+    optim.load_state_dict({**saved, "param_groups": groups})
+    for group in optim.param_groups:
+        for p in group["params"]:
+            state = optim.state.get(p, {})
+            moments = [state.get(k) for k in ("step", "exp_avg", "exp_avg_sq")]
+            if state and not (
+                all(isinstance(m, Tensor) for m in moments)
+                and moments[0].numel() == 1
+                and moments[1].shape == moments[2].shape == p.shape
+            ):
+                raise ValueError(
+                    f"a saved optimizer state does not fit its parameter of shape {tuple(p.shape)}"
+                )

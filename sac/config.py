@@ -10,6 +10,7 @@ so the agent can use `AgentConfig` freely.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,10 @@ class EvalConfig:
     seed: int = 0
     video: bool = False  # write one MP4 per episode
     output_dir: str | None = None  # default: <run dir>/eval/<checkpoint name>
+    # The env to evaluate on. None: the checkpoint's env.id, unless that names a module to
+    # import (module:Env-v0), which runs only when passed here again. Another id evaluates the
+    # policy on that env (its obs/act sizes must match the checkpoint's).
+    env_id: str | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -269,6 +274,9 @@ class ExportConfig:
     format: str = "all"  # onnx | pt2 | all
     device: str = "cpu"  # a .pt2 program keeps its weights on the device it was exported on
     output_dir: str | None = None  # default: <run dir>/export/<checkpoint name>
+    # The env whose bounds and observations the export uses; None: the checkpoint's, as for
+    # sac-eval (a module:Env-v0 id from a checkpoint is used only when passed here again)
+    env_id: str | None = None
 
 
 def validated(cfg: DictConfig, schema: type | None = None) -> Any:
@@ -279,6 +287,74 @@ def validated(cfg: DictConfig, schema: type | None = None) -> Any:
     if OmegaConf.get_type(cfg) in (dict, None):
         cfg = OmegaConf.merge(OmegaConf.structured(schema or TrainConfig), cfg)
     return OmegaConf.to_object(cfg)
+
+
+def stored_train_config(
+    stored: Any,
+    env_id: str | None = None,
+    *,
+    other_env: bool = True,
+    confirm: str = "env_id={}",
+    path: str | Path | None = None,
+) -> DictConfig:
+    """The train config a checkpoint holds (`state["config"]`), checked against TrainConfig and
+    its value checks with nothing in it resolved; any problem is one SACError line.
+
+    Gymnasium imports `module` to build an env id of the form `module:Env-v0`, and a checkpoint
+    must not decide what code runs: such a stored env.id is refused unless `env_id`, the id the
+    user named (command line, their own config, an argument), equals it; `confirm` says how to
+    name it. With `other_env` (sac-eval, sac-export, load_policy) a different `env_id` replaces
+    the stored one in the result, so the stored one is never built; without it (resume) the
+    stored id stays and the caller refuses the change.
+    """
+    where = f"'{path}': " if path is not None else ""
+    if not isinstance(stored, dict):
+        raise SACError(f"{where}the checkpoint's config is not valid: not a dictionary")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), _literal(stored))
+        validated(cfg)  # the schemas' value checks (__post_init__)
+    except Exception as e:  # OmegaConf's errors, SACError, or whatever odd data raises
+        reason = str(e) if isinstance(e, SACError) else _one_line(e)
+        raise SACError(f"{where}the checkpoint's config is not valid: {reason}") from None
+    assert isinstance(cfg, DictConfig)  # merged onto a structured TrainConfig
+    stored_id = cfg.env.id
+    if env_id is not None and env_id != stored_id and other_env:
+        cfg.env.id = _literal(env_id)
+    elif ":" in stored_id and env_id != stored_id:
+        module = stored_id.split(":")[0]
+        raise SACError(
+            f"{where}the checkpoint's env.id '{stored_id}' would make Gymnasium import the "
+            f"module '{module}'; a checkpoint does not get to run code, so if you trust that "
+            f"module pass {confirm.format(stored_id)}"
+        )
+    return cfg
+
+
+# A stored config was resolved when it was saved (build_state), so a `${` in it was literal in
+# the run (an escaped `\${...}` in a tag or an env kwarg). Escaping keeps it literal instead of
+# refusing it, so such a checkpoint still loads, unchanged: OmegaConf reads `\${` as `${`, and n
+# backslashes before an escaped `${` are written 2n times (its grammar halves them there).
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def _literal(value: Any) -> Any:
+    """`value` with every string escaped so that OmegaConf resolves nothing in it."""
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_literal(v) for v in value]
+    return value
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one short line; OmegaConf's name the key on a later line (full_key)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # OmegaConf calls an escaped (literal) `${` an interpolation it dereferences: not news here
+    text = re.sub(r"^While dereferencing interpolation '.*?': ", "", text)
+    key = getattr(e, "full_key", None)
+    return (f"{key}: {text}" if key else text)[:300]
 
 
 def agent_config(cfg: DictConfig) -> AgentConfig:

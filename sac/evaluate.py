@@ -10,7 +10,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sac.config import EvalConfig, agent_config, config_dir, register_configs, validated
+from sac.config import (
+    EvalConfig,
+    agent_config,
+    config_dir,
+    register_configs,
+    stored_train_config,
+    validated,
+)
 from sac.errors import SACError
 from sac.video import VideoWriter, headless_rendering
 
@@ -24,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from sac.agent import SAC
-    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
+    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
     from sac.envs import make_env, space_dims
     from sac.rollout import evaluate_policy
     from sac.runtime import resolve_device
@@ -35,15 +42,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     validated(cfg, EvalConfig)  # the value checks (episodes >= 1)
     device = resolve_device(cfg.device)
     path = resolve_checkpoint(cfg.checkpoint)
-    state = load_checkpoint(path)
-    train_cfg = OmegaConf.create(state["config"])
+    state = load_checkpoint(path, with_buffer=False)
+    train_cfg = stored_train_config(state["config"], cfg.env_id, path=path)
     env = make_env(
-        train_cfg.env.id, train_cfg.env.kwargs, render_mode="rgb_array" if cfg.video else None
+        train_cfg.env.id,
+        train_cfg.env.kwargs,
+        render_mode="rgb_array" if cfg.video else None,
+        action_repeat=train_cfg.env.action_repeat,  # the control rate the policy learned
     )
     obs_dim, act_dim = space_dims(env)
     check_spaces(state, obs_dim, act_dim, train_cfg.env.id)
-    agent = SAC(obs_dim, act_dim, agent_config(train_cfg), device)
-    agent.load_state_dict(state["agent"], actor_only=True)
+    with restoring_from(path):
+        agent = SAC.from_state(
+            obs_dim, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+        )
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem
     try:

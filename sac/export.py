@@ -47,8 +47,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Load the checkpoint, rebuild env and actor from its stored config, write and check the
     requested formats and the sidecar; return the sidecar's content."""
     from sac.agent import SAC
-    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint
-    from sac.config import agent_config
+    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
+    from sac.config import agent_config, stored_train_config
     from sac.envs import action_bounds, make_env, space_dims
     from sac.runtime import resolve_device
 
@@ -64,8 +64,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             )
     device = resolve_device(cfg.device)
     path = resolve_checkpoint(cfg.checkpoint)
-    state = load_checkpoint(path)
-    train_cfg = OmegaConf.create(state["config"])
+    state = load_checkpoint(path, with_buffer=False)
+    train_cfg = stored_train_config(state["config"], cfg.env_id, path=path)
     env = make_env(train_cfg.env.id, train_cfg.env.kwargs)
     try:
         obs_dim, act_dim = space_dims(env)
@@ -74,8 +74,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         check_obs = check_observations(env, obs_dim)
     finally:
         env.close()
-    agent = SAC(obs_dim, act_dim, agent_config(train_cfg), device)
-    agent.load_state_dict(state["agent"], actor_only=True)
+    with restoring_from(path):
+        agent = SAC.from_state(
+            obs_dim, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+        )
     policy = DeployedPolicy(agent.actor, low, high).to(device)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
@@ -96,6 +98,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint_steps": int(state["counters"]["env_steps"]),
         "env": train_cfg.env.id,
         "env_kwargs": OmegaConf.to_container(train_cfg.env.kwargs, resolve=True),
+        "action_repeat": train_cfg.env.action_repeat,  # hold each action for this many env steps
         "obs_dim": obs_dim,
         "act_dim": act_dim,
         "action_low": low.tolist(),

@@ -74,29 +74,39 @@ class Policy:
         return env_action[0] if single else env_action
 
 
-def load_policy(path: str | Path, device: str = "cpu") -> Policy:
+def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None) -> Policy:
     """The policy of a checkpoint file, or of a run directory's latest checkpoint, on `device`
-    (auto | cpu | cuda | cuda:N). Only the actor is loaded."""
-    from omegaconf import OmegaConf
+    (auto | cpu | cuda | cuda:N). Only the actor is loaded.
 
+    `env_id`: a checkpoint whose env.id names a module to import (`module:Env-v0`) loads only
+    when that id is passed here again. Checkpoints from before the action bounds were stored
+    read them from the env, this one if given."""
     from sac.agent import SAC
-    from sac.checkpoint import load_checkpoint, resolve_checkpoint
-    from sac.config import agent_config
+    from sac.checkpoint import load_checkpoint, resolve_checkpoint, restoring_from
+    from sac.config import agent_config, stored_train_config
     from sac.runtime import resolve_device
 
     torch_device = resolve_device(device)
-    state = load_checkpoint(resolve_checkpoint(path))
+    path = resolve_checkpoint(path)
+    state = load_checkpoint(path, with_buffer=False)
     spaces = state["spaces"]
-    train_cfg = OmegaConf.create(state["config"])
+    train_cfg = stored_train_config(
+        state["config"], env_id, confirm="load_policy(..., env_id='{}')", path=path
+    )
     if "action_low" in spaces and "action_high" in spaces:
         low = np.asarray(spaces["action_low"], dtype=np.float32)
         high = np.asarray(spaces["action_high"], dtype=np.float32)
     else:  # checkpoints written before the bounds were stored: ask the env, as sac-eval does
         low, high = _env_action_bounds(train_cfg, spaces)
-    agent = SAC(
-        int(spaces["obs_dim"]), int(spaces["act_dim"]), agent_config(train_cfg), torch_device
-    )
-    agent.load_state_dict(state["agent"], actor_only=True)
+    with restoring_from(path):
+        agent = SAC.from_state(
+            spaces["obs_dim"],
+            spaces["act_dim"],
+            agent_config(train_cfg),
+            state["agent"],
+            torch_device,
+            actor_only=True,
+        )
     return Policy(agent, low, high)
 
 

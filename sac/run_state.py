@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.agent import SAC
 from sac.buffer import ReplayBuffer
-from sac.checkpoint import check_spaces, load_checkpoint
+from sac.checkpoint import check_spaces, load_checkpoint, restores_from_checkpoint
 from sac.seeding import global_rng_state, set_global_rng_state
 
 log = logging.getLogger("sac")
@@ -65,6 +65,7 @@ def build_state(
     return state
 
 
+@restores_from_checkpoint  # what does not fit (shapes, RNG states): one line naming the file
 def restore_state(
     path: Path,
     agent: SAC,

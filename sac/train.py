@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from sac.config import TrainConfig, config_dir, register_configs
+from sac.config import agent_config, config_dir, register_configs, stored_train_config
 from sac.errors import SACError
 
 register_configs()
@@ -97,7 +97,8 @@ def plan_resume(
             log.warning("skipping unusable checkpoint: %s", e)
     else:
         raise SACError(f"no usable checkpoint to resume from: {'; '.join(errors)}")
-    merged = _resumed_config(state["config"], cfg, overrides)
+    merged = _resumed_config(state["config"], cfg, overrides, candidate)
+    _check_fits(state, merged, candidate)
     # Checkpoints newer than the one resumed (a damaged one, or a branch being redone) would
     # later pass for the newest: keep them, but out of the way.
     own = step_checkpoints(run_dir / "checkpoints")
@@ -107,14 +108,18 @@ def plan_resume(
     return merged, candidate
 
 
-def _resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The stored config with the user's safe overrides applied; unsafe changes are refused."""
+def _resumed_config(
+    stored: dict[str, Any], cfg: DictConfig, overrides: list[str], path: Path
+) -> DictConfig:
+    """The stored config of checkpoint `path` with the user's safe overrides applied; unsafe
+    changes are refused."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), stored)
-    except Exception as e:
-        raise SACError(f"the checkpoint's config does not fit this version of sac: {e}") from None
+    # A stored module:Env-v0 id is built only if the user's own config (their command line or
+    # config files: e.g. the same command requeued) names it too.
+    merged = stored_train_config(
+        stored, cfg.env.id, other_env=False, confirm="env.id={}", path=path
+    )
     refused = []
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
@@ -132,6 +137,23 @@ def _resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str
             "resume=never or another hydra.run.dir"
         )
     return merged
+
+
+def _check_fits(state: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Refuse a checkpoint whose tensors are not what its config describes before the trainer
+    allocates what the config asks for (networks, the replay buffer): a damaged or crafted size
+    is one line, not an attempt at an enormous allocation."""
+    from sac.agent import check_state_shapes
+    from sac.checkpoint import restoring_from
+
+    spaces, buffer = state["spaces"], state.get("buffer")
+    with restoring_from(path):
+        check_state_shapes(spaces["obs_dim"], spaces["act_dim"], agent_config(cfg), state["agent"])
+        if buffer is not None and buffer["capacity"] != cfg.agent.buffer_size:
+            raise ValueError(
+                f"its buffer holds {buffer['capacity']} transitions where its config's "
+                f"agent.buffer_size is {cfg.agent.buffer_size}"
+            )
 
 
 def _plain(value: Any) -> Any:

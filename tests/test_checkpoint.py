@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from sac.agent import SAC
 from sac.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -12,14 +13,20 @@ from sac.checkpoint import (
     save_checkpoint,
     step_path,
 )
+from sac.config import AgentConfig
 from sac.errors import SACError
 
 
 def _state(step: int) -> dict:
+    """The smallest payload shaped as run_state.build_state writes it."""
+    agent = SAC(3, 1, AgentConfig(hidden_sizes=[4]))
+    with torch.no_grad():
+        agent.actor.net[0].bias.copy_(torch.arange(4.0))
     return {
-        "config": {"env": {"id": "Pendulum-v1"}, "tags": ["a"], "x": None},
-        "counters": {"env_steps": step},
-        "agent": {"w": torch.arange(3.0)},
+        "config": {"env": {"id": "Pendulum-v1"}, "wandb": {"tags": ["a"], "entity": None}},
+        "counters": {"env_steps": step, "updates": 0, "episodes": 0, "last_eval": None},
+        "spaces": {"obs_dim": 3, "act_dim": 1},
+        "agent": agent.state_dict(),
         "rng": {"torch": torch.get_rng_state()},
     }
 
@@ -32,8 +39,8 @@ def test_round_trip_and_last_link(tmp_path):
     assert names == ["last.pt", "step_0000000010.pt", "step_0000000020.pt"]  # no temp files
     state = load_checkpoint(ckpt_dir / "step_0000000010.pt")
     assert state["format_version"] == FORMAT_VERSION and state["counters"]["env_steps"] == 10
-    torch.testing.assert_close(state["agent"]["w"], torch.arange(3.0))
-    assert state["config"]["tags"] == ["a"]
+    torch.testing.assert_close(state["agent"]["actor"]["net.0.bias"], torch.arange(4.0))
+    assert state["config"]["wandb"]["tags"] == ["a"]
     assert load_checkpoint(ckpt_dir / "last.pt")["counters"]["env_steps"] == 20
     # plain torch.load with weights_only=True reads it: no pickled classes inside
     torch.load(ckpt_dir / "last.pt", weights_only=True)

@@ -26,7 +26,8 @@ needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs the export extra (on
 
 # CountEnv (tests/conftest.py) has action bounds [-2, 4]: asymmetric, so a wrong offset or scale
 # in the exported map shows. The `module:` form of the id makes the console script's process
-# import conftest (and so register the env) when PYTHONPATH holds tests/.
+# import conftest (and so register the env) when PYTHONPATH holds tests/; a checkpoint's
+# module-qualified id is used only when passed again (env_id=...).
 ENV_ID = "conftest:CountEnv-v0"
 TINY = [
     f"env.id={ENV_ID}",
@@ -79,7 +80,13 @@ def exported(run_dir) -> tuple[Path, dict]:
     out = run_dir / "exported"
     fmt = "all" if HAS_ONNX else "pt2"
     info = export(
-        compose_cfg("export", f"checkpoint={run_dir}", f"format={fmt}", f"output_dir={out}")
+        compose_cfg(
+            "export",
+            f"checkpoint={run_dir}",
+            f"format={fmt}",
+            f"output_dir={out}",
+            f"env_id={ENV_ID}",
+        )
     )
     return out, info
 
@@ -173,7 +180,8 @@ def test_onnx_matches_the_trained_actor_in_onnxruntime(exported):
 @pytest.mark.slow
 def test_cli_exports_a_run_directory_next_to_its_checkpoint(run_dir, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # lets the script import CountEnv
-    proc = run_cli(["sac-export", f"checkpoint={run_dir}", "format=pt2"], run_dir)
+    args = [f"checkpoint={run_dir}", "format=pt2", f"env_id={ENV_ID}"]
+    proc = run_cli(["sac-export", *args], run_dir)
     assert proc.returncode == 0, proc.stderr
     out = run_dir / "export" / "step_0000000200"
     info = json.loads(proc.stdout)
@@ -201,7 +209,8 @@ def test_cli_exports_a_run_directory_next_to_its_checkpoint(run_dir, monkeypatch
 def test_cli_bad_input_is_one_line_and_exit_1(run_dir, tmp_path, monkeypatch, args, phrase):
     monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))
     (tmp_path / "notes.pt").write_text("not a checkpoint")
-    args = [a.replace("RUN", str(run_dir)) for a in args]
+    if "checkpoint=RUN" in args:
+        args = [a.replace("RUN", str(run_dir)) for a in args] + [f"env_id={ENV_ID}"]
     proc = run_cli(["sac-export", *args], tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -215,7 +224,12 @@ def test_cli_bad_input_is_one_line_and_exit_1(run_dir, tmp_path, monkeypatch, ar
 def test_export_on_cuda_matches_the_trained_actor(run_dir, tmp_path):
     fmt = "all" if HAS_ONNX else "pt2"
     cfg = compose_cfg(
-        "export", f"checkpoint={run_dir}", f"format={fmt}", "device=cuda", f"output_dir={tmp_path}"
+        "export",
+        f"checkpoint={run_dir}",
+        f"format={fmt}",
+        "device=cuda",
+        f"output_dir={tmp_path}",
+        f"env_id={ENV_ID}",
     )
     info = export(cfg)
     obs = random_obs(256, seed=4)
