@@ -187,19 +187,21 @@ def test_ctrl_c_stops_the_study_and_the_same_command_continues_it(tmp_path):
     args += [*(a for a in TINY if not a.startswith("total_steps=")), "total_steps=800"]
     exe = Path(sys.executable).parent / "sac-train"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
-    proc = subprocess.Popen(
-        [str(exe), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tmp_path / "study.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen([str(exe), *args], cwd=tmp_path, env=env, stdout=f, stderr=f)
     trial = tmp_path / "study" / "0_Pendulum-v1_seed0"
     deadline = time.time() + 120
     while not _steps(trial) or _steps(trial)[-1] < 200:  # the first trial is learning
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0].decode()
+    proc.wait(timeout=60)
+    out = log.read_text()
     assert proc.returncode == 128 + signal.SIGINT, out
     assert "Traceback" not in out
     assert "the study stops here; to continue it, run the same command with " in out
+    assert "hydra.sweep.dir=study\n" in out
     assert not (tmp_path / "study" / "optimization_results.yaml").exists()
 
     proc = run_cli(["sac-train", *args], tmp_path)
