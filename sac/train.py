@@ -209,23 +209,59 @@ class JobError(CompactHydraException):
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> float | None:
+    """One run. Returns its final deterministic evaluation return: the objective of an Optuna
+    sweep (hydra/sweeper=sac_optuna), which Hydra ignores otherwise.
+
+    In an Optuna sweep, a run that fails (a SACError: bad input, non-finite losses; or any other
+    exception) raises, and the sweeper records it as a failed trial (TrialState.FAIL): with
+    sac_optuna's max_failure_rate of 1.0 the study goes on, and its sampler leaves the trial out.
+    A stop signal (Ctrl-C, SIGTERM) stops the study as it stops any sweep: the run checkpoints
+    and sac-train exits 128 + the signal.
+    """
     hydra_cfg = HydraConfig.get()
+    study = _optuna_sweep(hydra_cfg)
+    in_process = hydra_cfg.launcher._target_.endswith(".BasicLauncher")
     try:
         summary = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except SACError as e:
-        if hydra_cfg.mode == RunMode.MULTIRUN and not hydra_cfg.launcher._target_.endswith(
-            ".BasicLauncher"
-        ):
+        if study:  # in the trial's train.log; the sweeper logs the message of its exception
+            log.error("sac-train: error: %s", e)
+        if study or (hydra_cfg.mode == RunMode.MULTIRUN and not in_process):
             raise JobError(f"sac-train: error: {e}") from None
         print(f"sac-train: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception:
+        if study:  # the sweeper keeps only the exception's message
+            log.exception("the trial crashed")
+        raise
     if summary["interrupted_by"]:
+        if study and in_process:
+            log.info(
+                "the study stops here; to continue it, run the same command with "
+                "hydra.sweep.dir=%s",
+                hydra_cfg.sweep.dir,
+            )
         sys.exit(128 + int(getattr(__import__("signal"), summary["interrupted_by"])))
+    return summary["eval_return"]
 
 
-# hydra/launcher choices (conf/hydra/launcher/ and the plugins' own) -> the plugin's package
-# under hydra_plugins, its distribution, and the extra of sac that installs it.
+def _optuna_sweep(hydra_cfg: DictConfig) -> bool:
+    """Whether this run is a trial of hydra-optuna-sweeper's study (warning if it minimises)."""
+    if hydra_cfg.mode != RunMode.MULTIRUN or not str(
+        OmegaConf.select(hydra_cfg, "sweeper._target_", default="")
+    ).endswith(".OptunaSweeper"):
+        return False
+    if "minimize" in str(hydra_cfg.sweeper.direction):
+        log.warning(
+            "hydra.sweeper.direction=minimize: the study will minimise the evaluation return; "
+            "use hydra/sweeper=sac_optuna or hydra.sweeper.direction=maximize"
+        )
+    return True
+
+
+# hydra/launcher and hydra/sweeper choices (conf/hydra/ and the plugins' own) -> the plugin's
+# package under hydra_plugins, its distribution, and the extra of sac that installs it.
 LAUNCHER_PLUGINS = {
     "slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
     "submitit_slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
@@ -235,29 +271,34 @@ LAUNCHER_PLUGINS = {
     "ray_cluster": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
     "ray": ("hydra_ray_launcher", "hydra-ray-launcher", "ray"),
 }
+SWEEPER_PLUGINS = {
+    "sac_optuna": ("hydra_optuna_sweeper", "hydra-optuna-sweeper", "optuna"),
+    "optuna": ("hydra_optuna_sweeper", "hydra-optuna-sweeper", "optuna"),
+}
 
 
-def missing_launcher_plugin(args: list[str]) -> str | None:
-    """The error for a `hydra/launcher=NAME` override whose plugin is not installed, or None.
+def missing_plugin(args: list[str]) -> str | None:
+    """The error for a `hydra/launcher=NAME` or `hydra/sweeper=NAME` override whose plugin is
+    not installed, or None.
 
     Hydra would only say that it "Could not load 'hydra/launcher/submitit_slurm'"."""
     import importlib.util
 
+    plugins = {"hydra/launcher": LAUNCHER_PLUGINS, "hydra/sweeper": SWEEPER_PLUGINS}
     for arg in args:
         key, _, name = arg.lstrip("+~").partition("=")
-        if key != "hydra/launcher" or name not in LAUNCHER_PLUGINS:
+        if name not in plugins.get(key, {}):
             continue
-        module, dist, extra = LAUNCHER_PLUGINS[name]
+        module, dist, extra = plugins[key][name]
         if importlib.util.find_spec(f"hydra_plugins.{module}") is None:
             return (
-                f"hydra/launcher={name} needs the {dist} plugin; install it with "
-                f"pip install 'sac[{extra}]'"
+                f"{key}={name} needs the {dist} plugin; install it with pip install 'sac[{extra}]'"
             )
     return None
 
 
 def main() -> None:
-    error = missing_launcher_plugin(sys.argv[1:])
+    error = missing_plugin(sys.argv[1:])
     if error:
         print(f"sac-train: error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from sac.checkpoint import load_checkpoint
 from sac.config import config_dir, register_configs
-from sac.train import LAUNCHER_PLUGINS, missing_launcher_plugin
+from sac.train import LAUNCHER_PLUGINS, missing_plugin
 
 # A few hundred Pendulum steps with tiny networks, one torch thread per run: the runs of a
 # sweep share the machine.
@@ -116,7 +116,7 @@ def test_a_missing_plugin_is_one_line_naming_the_extra(tmp_path):
     proc = run_cli(["sac-train", "-m", f"hydra/launcher={name}", "seed=0,1"], tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"sac-train: error: {missing_launcher_plugin([f'hydra/launcher={name}'])}"
+        f"sac-train: error: {missing_plugin([f'hydra/launcher={name}'])}"
     ]
     assert f"pip install 'sac[{extra}]'" in proc.stderr and not (tmp_path / "runs").exists()
 
@@ -124,7 +124,7 @@ def test_a_missing_plugin_is_one_line_naming_the_extra(tmp_path):
 def test_installed_plugins_pass_the_check():
     for name, (module, _, _) in LAUNCHER_PLUGINS.items():
         if _installed(module):
-            assert missing_launcher_plugin([f"hydra/launcher={name}"]) is None
+            assert missing_plugin([f"hydra/launcher={name}"]) is None
 
 
 def _installed(module: str) -> bool:
