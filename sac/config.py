@@ -82,6 +82,12 @@ class AgentConfig:
     actor_q: str = "min"  # how the actor loss combines the critics: min | mean (REDQ)
     actor_update_interval: int = 1  # critic updates per actor and temperature update
     adam_beta1: float = 0.9  # Adam's first-moment decay for all three optimizers
+    # Running observation normalisation (as Stable-Baselines3's VecNormalize): every network
+    # input is (obs - mean) / std over all observations collected so far, clipped to
+    # [-obs_norm_clip, obs_norm_clip] (null: not clipped). Off by default, as in the paper;
+    # 10 is VecNormalize's clip_obs.
+    obs_norm: bool = False
+    obs_norm_clip: float | None = 10.0
 
     def __post_init__(self) -> None:
         _require(
@@ -126,6 +132,10 @@ class AgentConfig:
                 ),
                 (self.actor_update_interval >= 1, "agent.actor_update_interval must be >= 1"),
                 (0.0 <= self.adam_beta1 < 1.0, "agent.adam_beta1 must be in [0, 1)"),
+                (
+                    self.obs_norm_clip is None or self.obs_norm_clip > 0,
+                    "agent.obs_norm_clip must be > 0, or null for no clipping",
+                ),
                 (
                     # Target networks would normalise (s', a') with their own lagging batch
                     # statistics, which is what makes batch norm fail in SAC (Bhatt et al.
