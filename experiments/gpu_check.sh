@@ -9,7 +9,7 @@
 #        cudagraphs=true at one env and at 16 envs, one repeat each, no SB3 (bench_speed adds
 #        its eager row at one env) (OUT_DIR/speed_cuda_quick.md)
 # tests  the CUDA tests: compiled and CUDA-graph updates against eager on the GPU, a short
-#        cudagraphs=true training run, the replay buffer and the policy export on CUDA
+#        cudagraphs=true training run, the replay buffer, the policy export and obs_norm on CUDA
 # update the gradient update alone (bench_update.py): eager, compile=true, cudagraphs=true at
 #        batch 256, cudagraphs=true at batches 1024 and 4096, and cudagraphs=true with four
 #        updates per replay (updates_per_call=4) paired against one (OUT_DIR/update.log)
@@ -68,7 +68,7 @@ fi
 if [[ $stage == tests || $stage == all ]]; then
     python3 -m pytest -q -rs -p no:cacheprovider -k "(cuda or gpu) and not cpu" \
         tests/test_compiled_update.py tests/test_trainer.py tests/test_buffer.py \
-        tests/test_export.py 2>&1 | tee "$out/tests.log" || status=1
+        tests/test_export.py tests/test_obs_norm.py 2>&1 | tee "$out/tests.log" || status=1
 fi
 if [[ $stage == update || $stage == all ]]; then
     for flags in "" "--compile" "--cudagraphs" "--cudagraphs --batch-size 1024" \

@@ -13,8 +13,10 @@ from torch import Tensor
 
 from sac import losses
 from sac.config import AgentConfig
+from sac.errors import SACError
 from sac.losses import Batch
 from sac.networks import EnsembleCritic, GSDEActor, SquashedGaussianActor
+from sac.obs_norm import ObsNormalizer
 
 __all__ = ["METRIC_NAMES", "SAC", "Batch", "Metrics"]
 
@@ -45,7 +47,7 @@ class SAC:
     Options beyond the paper (all off by default, see AgentConfig): normalised critics
     (LayerNorm, dropout: DroQ; batch renorm: CrossQ), no target networks with a joint forward
     pass of (s, a) and (s', a') (CrossQ), a random-subset min in the target (REDQ) and a delayed
-    actor update.
+    actor update; running observation normalisation (`obs_norm`).
     """
 
     def __init__(
@@ -55,6 +57,11 @@ class SAC:
         self.act_dim = act_dim
         self.cfg = cfg
         self.device = torch.device(device)
+        # Owned here so its statistics are part of the agent's state (checkpoints, exports);
+        # the trainer feeds it raw observations through `update_obs_norm`.
+        self.obs_norm = (
+            ObsNormalizer(obs_dim, cfg.obs_norm_clip).to(self.device) if cfg.obs_norm else None
+        )
         self.actor: SquashedGaussianActor | GSDEActor
         if cfg.gsde:
             self.actor = GSDEActor(
@@ -113,7 +120,9 @@ class SAC:
     # ----------------------------------------------------------------------------- acting
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        """Actions in [-1, 1] for a batch of observations (no graph is built)."""
+        """Actions in [-1, 1] for a batch of raw observations (no graph is built)."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         if deterministic:
             return self.actor.deterministic(obs)
         return self.actor.sample_action(obs)
@@ -125,6 +134,21 @@ class SAC:
             self.actor.reset_noise(envs, which)
 
     # ----------------------------------------------------------------------------- learning
+    def update_obs_norm(self, obs: Tensor) -> None:
+        """Add a batch of raw observations (n, obs_dim) to the normalisation statistics; a
+        no-op without `obs_norm`. Acting and evaluating never change them."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(obs)
+
+    def normalized(self, batch: Batch) -> Batch:
+        """`batch` with obs and next_obs normalised by the current statistics (the batch
+        itself without `obs_norm`): the replay buffer keeps raw observations, so every update
+        sees them through the statistics of its own time, as acting does. Every update path
+        calls it once, before the losses (this `update`, and sac.compiled's one graph)."""
+        if self.obs_norm is None:
+            return batch
+        return batch._replace(obs=self.obs_norm(batch.obs), next_obs=self.obs_norm(batch.next_obs))
+
     def update(
         self,
         batch: Batch,
@@ -137,7 +161,9 @@ class SAC:
         Returns the metrics as device tensors: reading them is left to the caller, so the
         update never waits for the device. `critic_loss` / `actor_loss` stand in for
         `self.critic_loss` / `self.actor_loss` (sac.compiled passes compiled versions).
+        `batch` holds raw observations (see `normalized`).
         """
+        batch = self.normalized(batch)
         alpha = self.log_alpha.detach().exp()
         loss, q_mean, target_q_mean = self._minimise(
             critic_loss or self.critic_loss, self.critic_optim, batch, alpha
@@ -272,6 +298,7 @@ class SAC:
             "critic_optim": self.critic_optim.state_dict(),
             "alpha_optim": self.alpha_optim.state_dict(),
             "num_updates": self.num_updates,
+            "obs_norm": self.obs_norm.state_dict() if self.obs_norm is not None else None,
             # gSDE's exploration matrices, so a resume explores on with the same ones
             **({"gsde_noise": self.actor.noise.clone()} if self.cfg.gsde else {}),
         }
@@ -294,8 +321,19 @@ class SAC:
         return agent
 
     def load_state_dict(self, state: dict[str, Any], actor_only: bool = False) -> None:
-        """Restore a state from `state_dict`; `actor_only` loads just what acting needs."""
+        """Restore a state from `state_dict`; `actor_only` loads just what acting needs (the
+        actor and the observation statistics)."""
+        saved_norm = state.get("obs_norm")  # (absent from checkpoints before obs_norm)
+        if (saved_norm is None) != (self.obs_norm is None):
+            # Acting on statistics the weights were not trained with would fail silently.
+            mine, saved = (str(x is not None).lower() for x in (self.obs_norm, saved_norm))
+            raise SACError(
+                f"this agent has agent.obs_norm={mine}, but the state was saved with "
+                f"agent.obs_norm={saved}"
+            )
         self.actor.load_state_dict(state["actor"])
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(saved_norm)
         if not actor_only:
             self.critic.load_state_dict(state["critic"])
             if self.critic_target is not None:

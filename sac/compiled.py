@@ -1,6 +1,7 @@
 """Faster ways to run the agent's update, chosen once per run: torch.compile of the two losses,
 the whole update as one compiled graph, CUDA graphs, K updates per call, and the fallback to
-eager when compiled code fails. Each runs the maths of sac.agent and sac.losses, unchanged.
+eager when compiled code fails. Each runs the maths of sac.agent and sac.losses, unchanged,
+on the batch SAC.normalized gives (raw observations through the current normalisation).
 
     updater = make_updater(agent, compile=True)   # or cudagraphs=True on CUDA
     metrics = updater.update(batch)                # what agent.update(batch) returns
@@ -301,6 +302,9 @@ class OneGraph:
         `actor_metrics` in place."""
         assert self._adam is not None
         agent = self.agent
+        # First, as in SAC.update. Inside the graph the normalisation statistics are buffers it
+        # reads at each call (inputs, updated in place between calls), never constants.
+        batch = agent.normalized(batch)
         critic_adam, actor_adam, alpha_adam = self._adam
         alpha = agent.log_alpha.exp()
         grads, (critic_loss, (q_mean, target_q_mean)) = grad_and_value(

@@ -93,6 +93,12 @@ class AgentConfig:
     gsde: bool = False
     gsde_sample_freq: int = -1
     gsde_log_std_init: float = -3.0  # SB3's default for SAC
+    # Running observation normalisation (as Stable-Baselines3's VecNormalize): every network
+    # input is (obs - mean) / std over all observations collected so far, clipped to
+    # [-obs_norm_clip, obs_norm_clip] (null: not clipped). Off by default, as in the paper;
+    # 10 is VecNormalize's clip_obs.
+    obs_norm: bool = False
+    obs_norm_clip: float | None = 10.0
 
     def __post_init__(self) -> None:
         _require(
@@ -140,6 +146,10 @@ class AgentConfig:
                 (
                     self.gsde_sample_freq == -1 or self.gsde_sample_freq >= 1,
                     "agent.gsde_sample_freq must be -1 (each episode) or >= 1 (env steps)",
+                ),
+                (
+                    self.obs_norm_clip is None or self.obs_norm_clip > 0,
+                    "agent.obs_norm_clip must be > 0, or null for no clipping",
                 ),
                 (
                     # Target networks would normalise (s', a') with their own lagging batch

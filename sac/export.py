@@ -41,6 +41,12 @@ INPUT_NAME, OUTPUT_NAME = "obs", "action"
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the `export` extra
 EXAMPLE_BATCH = 3  # batch size traced at export; the checks run other sizes (the axis is dynamic)
 CHECK_BATCHES = (1, 17, 256)
+POLICY = "deterministic: action = low + (tanh(mean(obs)) + 1) / 2 * (high - low)"
+# agent.obs_norm=true: the file normalises raw observations itself, with the checkpoint's stats.
+POLICY_OBS_NORM = (
+    "deterministic: action = low + (tanh(mean(x)) + 1) / 2 * (high - low), "
+    "x = clip((obs - mean) / std, -clip, clip) with the checkpoint's observation statistics"
+)
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         agent = SAC.from_state(
             obs_dim, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
         )
-    policy = DeployedPolicy(agent.actor, low, high).to(device)
+    policy = DeployedPolicy(agent.actor, low, high, agent.obs_norm).to(device)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
     check_writable(out_dir)
@@ -105,7 +111,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "action_high": high.tolist(),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", obs_dim]},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", act_dim]},
-        "policy": "deterministic: action = low + (tanh(mean(obs)) + 1) / 2 * (high - low)",
+        "policy": POLICY_OBS_NORM if agent.obs_norm is not None else POLICY,
         "formats": list(formats),
         "files": {fmt: FORMATS[fmt] for fmt in formats},
         "max_abs_error": errors,  # vs the PyTorch actor, over the check observations

@@ -28,17 +28,26 @@ def to_env_action(action: Tensor, low: Tensor, high: Tensor) -> Tensor:
 
 class DeployedPolicy(nn.Module):
     """The deterministic actor as a standalone module: raw float32 observations (batch, obs_dim)
-    -> env actions (batch, act_dim) in [low, high], with no Gymnasium wrapper around it."""
+    -> env actions (batch, act_dim) in [low, high], with no Gymnasium wrapper around it. With
+    `obs_norm` (the agent's normaliser) the observations go through its frozen statistics first,
+    as they do in SAC.act."""
 
-    def __init__(self, actor: nn.Module, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(
+        self,
+        actor: nn.Module,
+        low: np.ndarray,
+        high: np.ndarray,
+        obs_norm: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.obs_norm = obs_norm if obs_norm is not None else nn.Identity()
         self.actor = actor
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
         self.eval().requires_grad_(False)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return to_env_action(self.actor.deterministic(obs), self.low, self.high)
+        return to_env_action(self.actor.deterministic(self.obs_norm(obs)), self.low, self.high)
 
 
 class Policy:

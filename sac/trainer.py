@@ -204,8 +204,8 @@ class Trainer:
         )
 
     def _collect(self) -> None:
-        """One vector step: warm-up or policy actions, transitions into the buffer, finished
-        episodes to the logger."""
+        """One vector step: warm-up or policy actions, transitions into the buffer (and their
+        observations into the normalisation statistics), finished episodes to the logger."""
         n_envs = self.cfg.env.num_envs
         if self.step < self.cfg.agent.warmup_steps:
             action = (torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1).numpy()
@@ -214,6 +214,9 @@ class Trainer:
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
+        # The normalisation statistics (agent.obs_norm) cover the obs of every stored
+        # transition: each state acted in, once. The buffer keeps the raw observations.
+        self.agent.update_obs_norm(torch.as_tensor(tr.obs))
         # env steps: frames, so an action held k times (env.action_repeat) counts k
         prev, self.step = self.step, self.step + n_envs * self.cfg.env.action_repeat
         if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts

@@ -18,7 +18,7 @@ from sac.checkpoint import load_checkpoint
 from sac.config import AgentConfig, agent_config, config_dir, register_configs
 from sac.envs import action_bounds, make_env
 from sac.errors import SACError
-from sac.export import DeployedPolicy, check_parity, export
+from sac.export import POLICY, POLICY_OBS_NORM, DeployedPolicy, check_parity, export
 from sac.trainer import Trainer
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
@@ -74,9 +74,8 @@ def random_obs(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-5, 50, (n, 2)).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def exported(run_dir) -> tuple[Path, dict]:
-    """Every format the installed packages allow, exported once for the module."""
+def export_all(run_dir: Path) -> tuple[Path, dict]:
+    """Every format the installed packages allow, into run_dir/exported."""
     out = run_dir / "exported"
     fmt = "all" if HAS_ONNX else "pt2"
     info = export(
@@ -89,6 +88,20 @@ def exported(run_dir) -> tuple[Path, dict]:
         )
     )
     return out, info
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir) -> tuple[Path, dict]:
+    """Every format the installed packages allow, exported once for the module."""
+    return export_all(run_dir)
+
+
+@pytest.fixture(scope="module")
+def obs_norm_exported(tmp_path_factory) -> tuple[Path, dict]:
+    """A run with agent.obs_norm=true, exported: its files must take raw observations."""
+    run_dir = tmp_path_factory.mktemp("obs_norm_run")
+    Trainer(compose_cfg("train", *TINY, "agent.obs_norm=true"), run_dir).train()
+    return export_all(run_dir)
 
 
 def test_deployed_policy_applies_the_training_envs_rescaling():
@@ -104,6 +117,24 @@ def test_deployed_policy_applies_the_training_envs_rescaling():
     got = DeployedPolicy(agent.actor, low, high)(obs).detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     assert got.min() < 0 < 1 < got.max()  # the actions span enough of [-2, 4] to tell maps apart
+
+
+def test_deployed_policy_normalises_raw_observations_as_the_agent_does():
+    """With obs_norm, the deployed module takes raw observations through the agent's
+    statistics (clipped) before the actor, exactly as SAC.act does."""
+    torch.manual_seed(0)
+    env = make_env("CountEnv-v0")
+    low, high = action_bounds(env)
+    agent = SAC(2, 1, AgentConfig(hidden_sizes=[16], obs_norm=True, obs_norm_clip=3.0))
+    agent.update_obs_norm(torch.as_tensor(random_obs(200, seed=5)) * 0.2 + 3.0)
+    obs = torch.as_tensor(random_obs(500))
+    expected = np.stack([env.action(a) for a in agent.act(obs, deterministic=True).numpy()])
+    policy = DeployedPolicy(agent.actor, low, high, agent.obs_norm)
+    got = policy(obs).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    raw = DeployedPolicy(agent.actor, low, high)(obs).detach().numpy()
+    assert np.abs(raw - got).max() > 0.1  # the normalisation changes the actions
+    assert "obs_norm.loc" in policy.state_dict() and "obs_norm.scale" in policy.state_dict()
 
 
 def test_check_parity_refuses_a_mismatch():
@@ -175,6 +206,31 @@ def test_onnx_matches_the_trained_actor_in_onnxruntime(exported):
             [session.run(["action"], {"obs": c})[0] for c in np.split(obs, 1000 // batch)]
         )
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_an_obs_norm_policy_exports_with_its_normalisation(exported, obs_norm_exported):
+    """The exported files of an agent.obs_norm=true run take raw observations: they match the
+    trained agent acting on raw observations (which normalises them), in every format."""
+    assert exported[1]["policy"] == POLICY
+    out, info = obs_norm_exported
+    assert info["policy"] == POLICY_OBS_NORM
+    obs = random_obs(1000, seed=5)
+    expected = reference_actions(Path(info["checkpoint"]), obs)
+    assert expected.std() > 0.05
+    program = torch.export.load(out / "policy.pt2").module()
+    runners = {"pt2": lambda o: program(torch.as_tensor(o)).numpy()}
+    if HAS_ONNX:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(out / "policy.onnx", providers=["CPUExecutionProvider"])
+        runners["onnx"] = lambda o: session.run(["action"], {"obs": o})[0]
+    assert set(runners) == set(info["formats"])
+    for fmt, run in runners.items():
+        for batch in (1, 1000):
+            got = np.concatenate([run(c) for c in np.split(obs, 1000 // batch)])
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=fmt)
+        assert info["max_abs_error"][fmt] <= 1e-5
 
 
 @pytest.mark.slow

@@ -75,11 +75,12 @@ def _assert_same(saved, restored, where="state"):
         assert saved == restored, where
 
 
-def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path):
-    _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=0", "env.num_envs=2")
+@pytest.mark.parametrize("options", [[], ["agent.obs_norm=true"]], ids=["sac", "obs-norm"])
+def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path, options):
+    _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=0", "env.num_envs=2", *options)
     saved = load_checkpoint(tmp_path, mmap=False)
     trainer = Trainer(
-        make_cfg(*SMALL, "total_steps=700", "env.num_envs=2"),
+        make_cfg(*SMALL, "total_steps=700", "env.num_envs=2", *options),
         tmp_path,
         resume_from=step_checkpoints(tmp_path / "checkpoints")[-1],
     )
@@ -102,6 +103,13 @@ def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path)
         torch.testing.assert_close(trainer.buffer.obs[:500], saved["buffer"]["obs"])
         for name, p in trainer.agent.critic.named_parameters():
             torch.testing.assert_close(p, saved["agent"]["critic"][name], rtol=0, atol=0)
+        if options:  # the live statistics are the saved ones, bit for bit, dtypes included
+            assert saved["agent"]["obs_norm"]["count"].item() == 500
+            for name, t in trainer.agent.obs_norm.state_dict().items():
+                want = saved["agent"]["obs_norm"][name]
+                assert t.dtype == want.dtype and torch.equal(t, want), name
+        else:
+            assert trainer.agent.obs_norm is None and saved["agent"]["obs_norm"] is None
     finally:
         trainer.close()
 
@@ -112,8 +120,10 @@ def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path)
         ["env.id=Pendulum-v1"],  # 200-step episodes: the checkpoint at 400 ends one
         # terminating: 5-step episodes in 2 envs (step 400 ends the 40th of each)
         ["env.id=CountEnv-v0", "+env.kwargs={length:5,count_episodes:false}", "env.num_envs=2"],
+        # the observation statistics resume as saved, and go on as in the whole run
+        ["env.id=Pendulum-v1", "agent.obs_norm=true"],
     ],
-    ids=["pendulum", "terminating-2-envs"],
+    ids=["pendulum", "terminating-2-envs", "pendulum-obs-norm"],
 )
 def test_a_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path, env):
     """Step for step, on CPU: the same agent, buffer, RNG states and logged metrics."""
