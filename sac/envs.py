@@ -25,9 +25,9 @@ from sac.seeding import env_seed
 ENV_PACKAGES = (("dm_control/", "shimmy", "dmc"), ("Fetch", "gymnasium_robotics", "robotics"))
 # What is known of a package's envs failing to build (an assertion inside the package).
 BUILD_FAILURES = {
-    "robotics": "gymnasium-robotics 1.4 cannot build the Fetch tasks with MuJoCo >= 3.12 (its "
-    "set_joint_qpos compares joint types with MuJoCo's enums); they build with mujoco < 3.12 "
-    "(docs/configuration.md, Fetch)",
+    "robotics": "gymnasium-robotics 1.4.2 cannot build the Fetch tasks with MuJoCo >= 3.12 (from "
+    "3.12 on, its set_joint_qpos finds a numpy joint type in no tuple of MuJoCo's enums); they "
+    "build with mujoco < 3.12 (docs/configuration.md, Fetch)",
 }
 # The keys of a goal-conditioned env's observation dict (the Gymnasium-Robotics goal API).
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")

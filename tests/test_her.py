@@ -4,15 +4,18 @@ its bad input, and HER through the trainer and sac-eval on the tiny goal env (Po
 import csv
 import logging
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+import sac.envs
 from sac.config import validated
 from sac.envs import EnvRunner, goal_spec, make_env, make_vector_env
 from sac.errors import SACError
 from sac.evaluate import evaluate
 from sac.her import HerReplayBuffer
+from sac.losses import Batch
 from sac.train import train
 from sac.trainer import Trainer
 
@@ -86,16 +89,16 @@ class Rewards:
         return (achieved - desired)[:, 0]
 
 
-def her_buffer(capacity=200, num_envs=2, strategy="future", n_sampled_goal=4, seed=0):
+def her_buffer(capacity=200, num_envs=2, strategy="future", n_sampled_goal=4, seed=0, device="cpu"):
     return HerReplayBuffer(
-        capacity, 3, 1, num_envs, ACH, DES, Rewards(), strategy, n_sampled_goal, "cpu", seed
+        capacity, 3, 1, num_envs, ACH, DES, Rewards(), strategy, n_sampled_goal, device, seed
     )
 
 
 def sample_relabelled(buf: HerReplayBuffer, n: int = 4000):
     """The relabelled rows of a big sample: (row's env, episode, step, goal's env, episode,
     step, reward, terminated)."""
-    b = buf.sample(n)
+    b = Batch(*(x.cpu() for x in buf.sample(n)))
     rows = b.obs[:, DES].squeeze(1) != STORED_GOAL
     env, ep, k = decode(b.obs[rows, 2])
     genv, gep, gk = decode(b.obs[rows, DES].squeeze(1))
@@ -220,6 +223,24 @@ def test_an_episode_longer_than_its_envs_share_is_never_sampled(caplog):
     assert "does not fit" in caplog.text
     env, _, _ = decode(buf.sample(500).obs[:, 2])
     assert (env == 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+def test_on_the_gpu_the_same_rules_hold_and_samples_stay_there(strategy):
+    buf = her_buffer(capacity=60, strategy=strategy, device="cuda")
+    feeder = Feeder([[3, 5, 4, 7], [4, 2, 6]])
+    feeder.feed(buf, 47)
+    assert all(t.is_cuda for t in buf.sample(8, 2))
+    length = lengths_of(feeder)
+    env, ep, k, genv, gep, gk, _, _, _ = sample_relabelled(buf)
+    assert (genv == env).all() and (gep == ep).all() and len(env) > 0
+    T = np.array([length[(i, e)] for i, e in zip(env, ep)])
+    lowest = {"future": k, "final": T - 1, "episode": 0}[strategy]
+    assert (gk >= lowest).all() and (gk <= T - 1).all()
+    cpu = her_buffer(capacity=60, strategy=strategy)
+    cpu.load_state_dict(buf.state_dict())  # a GPU run's buffer resumes on the CPU
+    assert (cpu.steps, cpu.open_start, len(cpu)) == (buf.steps, buf.open_start, len(buf))
 
 
 # ----------------------------------------------------------------------------- state
@@ -481,3 +502,55 @@ def test_evaluation_reports_a_success_rate_only_where_the_env_gives_one():
     agent = SAC(6, 2, AgentConfig(hidden_sizes=[8]), "cpu")
     episodes = evaluate_policy(agent, make_env("PointGoal-v0"), 4, seed=0)
     assert len(episodes.successes) == 4 and episodes.success_rate in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# ----------------------------------------------------------------------------- Fetch
+@pytest.mark.parametrize("preset", ["fetch_reach", "fetch_push"])
+def test_the_fetch_presets_compose_with_her_and_rl_zoo3s_settings(make_cfg, preset):
+    cfg = make_cfg(f"experiment={preset}")
+    validated(cfg)
+    assert cfg.env.id == {"fetch_reach": "FetchReach-v4", "fetch_push": "FetchPush-v4"}[preset]
+    assert (cfg.her.enabled, cfg.her.strategy, cfg.her.n_sampled_goal) == (True, "future", 4)
+    assert (cfg.agent.gamma, cfg.agent.actor_lr, cfg.agent.critic_lr) == (0.95, 1e-3, 1e-3)
+    if preset == "fetch_reach":  # rl-zoo3 sac.yml
+        assert cfg.agent.hidden_sizes == [64, 64] and cfg.total_steps == 20_000
+        assert (cfg.agent.batch_size, cfg.agent.tau, cfg.agent.warmup_steps) == (256, 0.005, 1000)
+    else:  # rl-zoo3 tqc.yml, with SAC's critics
+        assert cfg.agent.hidden_sizes == [512, 512, 512] and cfg.total_steps == 1_000_000
+        assert (cfg.agent.batch_size, cfg.agent.tau, cfg.agent.warmup_steps) == (2048, 0.05, 100)
+    assert make_cfg(f"env={preset}").her.enabled  # the env preset alone turns HER on too
+
+
+@pytest.mark.parametrize("env_id", ["FetchReach-v4", "FetchPush-v4"])
+def test_a_fetch_env_has_the_goal_api_or_says_why_it_cannot_be_built(env_id):
+    pytest.importorskip("gymnasium_robotics", reason="the robotics extra is not installed")
+    try:
+        env = make_env(env_id)
+    except SACError as e:
+        message = str(e)  # gymnasium-robotics 1.4.2 with MuJoCo >= 3.12
+        assert "failed to build inside its package" in message and "\n" not in message
+        assert "mujoco < 3.12" in message
+        pytest.skip(f"gymnasium-robotics cannot build {env_id} here: {message}")
+    spec = goal_spec(env)
+    assert spec is not None and spec.desired.stop - spec.desired.start == 3
+    obs, _ = env.reset(seed=0)
+    obs, reward, _, _, info = env.step(np.zeros(4, np.float32))
+    assert "is_success" in info
+    assert spec.compute_reward(obs[None, spec.achieved], obs[None, spec.desired])[0] == reward
+    env.close()
+
+
+def test_fetch_ids_name_the_robotics_extra(monkeypatch):
+    assert ("Fetch", "gymnasium_robotics", "robotics") in sac.envs.ENV_PACKAGES
+    monkeypatch.setattr(sac.envs, "ENV_PACKAGES", (("Fetch", "no_such_module_x", "robotics"),))
+    with pytest.raises(SACError, match=r"needs the robotics extra .*pip install 'sac\[robotics\]'"):
+        make_env("FetchNoSuchTask-v0")
+
+
+def test_an_assertion_in_a_users_own_env_keeps_its_traceback():
+    def broken(**kwargs):
+        raise AssertionError("my env's own check")
+
+    gym.register("BrokenAssertEnv-v0", entry_point=broken)
+    with pytest.raises(AssertionError, match="my env's own check"):
+        make_env("BrokenAssertEnv-v0")
