@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -19,6 +19,8 @@ class Run:
     seed: int
     evals: list[tuple[int, float, float]]  # (env step, eval return mean, eval return std)
     wall_s: float
+    # env step -> eval success rate, for envs that report info["is_success"] (else empty)
+    success: dict[int, float] = field(default_factory=dict)
 
     def at(self, step: int) -> float | None:
         """The evaluation return at exactly `step`, if the run evaluated there."""
@@ -51,6 +53,9 @@ def load_run(run_dir: Path) -> Run:
         for r in rows
         if r.get("eval/return_mean")
     ]
+    success = {
+        int(r["step"]): float(r["eval/success_rate"]) for r in rows if r.get("eval/success_rate")
+    }
     return Run(
         path=run_dir,
         env=cfg["env"]["id"],
@@ -58,6 +63,7 @@ def load_run(run_dir: Path) -> Run:
         seed=int(cfg["seed"]),
         evals=evals,
         wall_s=float(rows[-1]["time"]) if rows else 0.0,
+        success=success,
     )
 
 

@@ -1,5 +1,6 @@
-"""Summarise finished runs from their metrics.csv: final eval return, wall time, and the first
-step at which the eval return reached a threshold. Writes a markdown table.
+"""Summarise finished runs from their metrics.csv: final eval return (and success rate, for
+goal-conditioned envs), wall time, and the first step at which the eval return reached a
+threshold. Writes a markdown table.
 
     python experiments/summarize_runs.py runs/multirun/<date>/* --threshold 1000 \
         --out experiments/results/inverted_pendulum.md
@@ -27,6 +28,7 @@ def summarize(run_dir: Path, threshold: float | None) -> dict[str, object]:
         "step": step,
         "eval_mean": mean,
         "eval_std": std,
+        "success": run.success.get(step),  # None: the env reports no success
         "reached": run.first_reaching(threshold) if threshold is not None else None,
         "held": run.held_from(threshold) if threshold is not None else None,
         "wall_s": run.wall_s,
@@ -41,6 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     results = [summarize(d, args.threshold) for d in args.runs if (d / "metrics.csv").is_file()]
     head = "| run | env | seed | final eval step | eval return (mean +- std, episodes) | "
+    with_success = any(r["success"] is not None for r in results)
+    if with_success:
+        head += "eval success rate | "
     if args.threshold is not None:
         head += f"first eval >= {args.threshold:g} at step | >= {args.threshold:g} from step on | "
     head += "wall time (s) |"
@@ -48,6 +53,8 @@ def main() -> None:
     for r in results:
         line = f"| {r['run']} | {r['env']} | {r['seed']} | {r['step']} | "
         line += f"{r['eval_mean']:.1f} +- {r['eval_std']:.1f} | "
+        if with_success:
+            line += "- | " if r["success"] is None else f"{r['success']:.2f} | "
         if args.threshold is not None:
             for k in ("reached", "held"):
                 line += f"{r[k] if r[k] is not None else 'not reached'} | "
@@ -58,6 +65,12 @@ def main() -> None:
             f"\nmean over runs: {statistics.mean(means):.1f} "
             f"(std over runs {statistics.stdev(means):.1f}, n={len(means)})"
         )
+        rates = [r["success"] for r in results if r["success"] is not None]
+        if len(rates) > 1:
+            lines.append(
+                f"mean success rate over runs: {statistics.mean(rates):.2f} "
+                f"(std over runs {statistics.stdev(rates):.2f}, n={len(rates)})"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -21,6 +21,7 @@ from sac.errors import SACError
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision's
 VECTORIZATIONS = ("sync", "async")
+HER_STRATEGIES = ("future", "final", "episode")  # sac.her.HerReplayBuffer's goal choices
 
 
 def _require(checks: list[tuple[bool, str]]) -> None:
@@ -164,6 +165,33 @@ class AgentConfig:
 
 
 @dataclass
+class HERConfig:
+    """Hindsight Experience Replay (Andrychowicz et al. 2017) for goal-conditioned envs (the
+    Gymnasium-Robotics goal API): sampled transitions get goals their episode achieved."""
+
+    enabled: bool = False
+    # which achieved goal replaces the desired one: future (a later step of the episode),
+    # final (its last step) or episode (any of its steps)
+    strategy: str = "future"
+    n_sampled_goal: int = 4  # relabelled goals per real one: n/(n+1) of each batch relabelled
+
+    def __post_init__(self) -> None:
+        _require(
+            [
+                (
+                    self.strategy in HER_STRATEGIES,
+                    f"her.strategy must be one of {', '.join(HER_STRATEGIES)}, "
+                    f"got '{self.strategy}'",
+                ),
+                (
+                    self.n_sampled_goal >= 0,
+                    f"her.n_sampled_goal must be >= 0, got {self.n_sampled_goal}",
+                ),
+            ]
+        )
+
+
+@dataclass
 class WandbConfig:
     """Weights & Biases logging; off by default so no account is needed."""
 
@@ -188,6 +216,7 @@ class TrainConfig:
 
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    her: HERConfig = field(default_factory=HERConfig)
     # Loggers besides the metrics CSV (always written): a name or a list of names among
     # tensorboard | wandb (sac.loggers.LOGGER_CHOICES); None: CSV only. `Any` because OmegaConf
     # has no "string or list of strings" type; sac.loggers.logger_names checks it.

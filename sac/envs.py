@@ -1,13 +1,16 @@
 """Gymnasium adapters: checked, action-rescaled envs; vector envs; a runner that yields clean
-transitions (never one that spans a reset), seeds every episode and counts finished ones."""
+transitions (never one that spans a reset), seeds every episode and counts finished ones; the
+goal API of goal-conditioned envs (where the goals lie in the flat observation, their reward)."""
 
 from __future__ import annotations
 
 import functools
 import importlib
 import signal
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -19,7 +22,15 @@ from sac.seeding import env_seed
 
 # Env id prefixes whose envs are registered by importing a package (an optional extra of sac):
 # (prefix, module, extra). A fixed table: env ids never name the module to import here.
-ENV_PACKAGES = (("dm_control/", "shimmy", "dmc"),)
+ENV_PACKAGES = (("dm_control/", "shimmy", "dmc"), ("Fetch", "gymnasium_robotics", "robotics"))
+# What is known of a package's envs failing to build (an assertion inside the package).
+BUILD_FAILURES = {
+    "robotics": "gymnasium-robotics 1.4.2 cannot build the Fetch tasks with MuJoCo >= 3.12 (from "
+    "3.12 on, its set_joint_qpos finds a numpy joint type in no tuple of MuJoCo's enums); they "
+    "build with mujoco < 3.12 (docs/configuration.md, Fetch)",
+}
+# The keys of a goal-conditioned env's observation dict (the Gymnasium-Robotics goal API).
+GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
 
 def make_env(
@@ -51,6 +62,16 @@ def make_env(
         raise SACError(f"env '{env_id}' needs a missing dependency: {e}") from None
     except TypeError as e:
         raise SACError(f"env '{env_id}' rejected env.kwargs {kwargs}: {e}") from None
+    except AssertionError as e:
+        extra = _package_extra(env_id)
+        if extra is None:  # an env of the user's own: its traceback is what helps
+            raise
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        raise SACError(
+            f"env '{env_id}' failed to build inside its package (AssertionError in "
+            f"{Path(where.filename).name}:{where.lineno} {where.name}); "
+            f"{BUILD_FAILURES.get(extra, 'the package and its dependencies may not fit')}"
+        ) from None
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         env.close()
@@ -74,6 +95,11 @@ def make_env(
     # The policy acts in [-1, 1]; this maps to [low, high] at the env boundary.
     ones = np.ones(space.shape, dtype=space.dtype)
     return gym.wrappers.RescaleAction(env, -ones, ones)
+
+
+def _package_extra(env_id: str) -> str | None:
+    """The extra of sac whose package provides `env_id` (ENV_PACKAGES), or None."""
+    return next((extra for prefix, _, extra in ENV_PACKAGES if env_id.startswith(prefix)), None)
 
 
 def _register_package(env_id: str) -> None:
@@ -142,6 +168,46 @@ def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:
     return int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
 
 
+@dataclass(frozen=True)
+class GoalSpec:
+    """Where a goal-conditioned env's goals lie in its flat observation (FlattenObservation of
+    its Dict, in the Dict's key order) and its reward of (achieved, desired) goal batches."""
+
+    achieved: slice
+    desired: slice
+    compute_reward: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def goal_spec(env: gym.Env) -> GoalSpec | None:
+    """The goal API of a `make_env` env, or None if it has none: a Dict observation with
+    `observation`, `achieved_goal` and `desired_goal` and a `compute_reward` of the env."""
+    inner = env
+    while not isinstance(inner, gym.wrappers.FlattenObservation):
+        if not isinstance(inner, gym.Wrapper):
+            return None  # a flat observation from the start: no goal dict
+        inner = inner.env
+    space = inner.env.observation_space
+    compute = getattr(env.unwrapped, "compute_reward", None)
+    if not (
+        isinstance(space, gym.spaces.Dict) and set(GOAL_KEYS) <= set(space) and callable(compute)
+    ):
+        return None
+    # FlattenObservation concatenates the Dict's entries in its key order, each flattened.
+    slices, offset = {}, 0
+    for key, sub in space.items():
+        size = gym.spaces.flatdim(sub)
+        slices[key] = slice(offset, offset + size)
+        offset += size
+
+    def reward(achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
+        # Vectorised over the batch; the goal API passes one info per row, which the Fetch
+        # tasks ignore and HER does not store.
+        infos = [{} for _ in range(len(achieved))]
+        return np.asarray(compute(achieved, desired, infos), dtype=np.float32).reshape(-1)
+
+    return GoalSpec(slices["achieved_goal"], slices["desired_goal"], reward)
+
+
 @dataclass
 class Transitions:
     """One vector step's transitions, one row per env, ready for the replay buffer."""
@@ -154,6 +220,8 @@ class Transitions:
     truncated: np.ndarray
     episode_returns: list[float] = field(default_factory=list)  # episodes finished this step
     episode_lengths: list[int] = field(default_factory=list)
+    # their info["is_success"] at the last step (goal-conditioned envs), None where not given
+    episode_successes: list[float | None] = field(default_factory=list)
 
 
 class EnvRunner:
@@ -186,7 +254,7 @@ class EnvRunner:
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def step(self, action: np.ndarray) -> Transitions:
-        next_obs, reward, terminated, truncated, _ = self.envs.step(action)
+        next_obs, reward, terminated, truncated, info = self.envs.step(action)
         out = Transitions(
             self.obs,
             action,
@@ -201,6 +269,7 @@ class EnvRunner:
         if done.any():
             out.episode_returns = [float(r) for r in self._returns[done]]
             out.episode_lengths = [int(n) for n in self._lengths[done]]
+            out.episode_successes = [_success(info, i) for i in np.flatnonzero(done)]
             self._returns[done] = 0.0
             self._lengths[done] = 0
             self.episodes[done] += 1
@@ -214,3 +283,11 @@ class EnvRunner:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def _success(info: dict[str, Any], i: int) -> float | None:
+    """Env i's info["is_success"] in a vector env's info dict (its `_is_success` mask says
+    which envs gave one), or None."""
+    if "is_success" not in info or not info.get("_is_success", np.ones(i + 1, bool))[i]:
+        return None
+    return float(info["is_success"][i])

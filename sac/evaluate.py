@@ -70,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         file=sys.stderr,
     )
     try:
-        returns, lengths = evaluate_policy(
+        episodes = evaluate_policy(
             agent,
             env,
             cfg.episodes,
@@ -84,6 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         env.close()
         if videos:
             videos.close()
+    returns, lengths = episodes.returns, episodes.lengths
     summary = {
         "checkpoint": str(path),
         "env": train_cfg.env.id,
@@ -97,6 +98,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "mean_length": float(np.mean(lengths)),
         "returns": returns,
     }
+    if episodes.success_rate is not None:  # goal-conditioned envs report info["is_success"]
+        summary["success_rate"] = episodes.success_rate
     if videos:
         summary["videos"] = [str(p) for p in videos.paths]
     try:

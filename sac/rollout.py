@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from sac.agent import SAC
+
+
+@dataclass
+class Episodes:
+    """What evaluation episodes gave: per episode its return, length and, where the env reports
+    one (goal-conditioned envs), its final step's info["is_success"]."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    successes: list[float] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        """The mean of the reported successes; None where the env reports none."""
+        return float(np.mean(self.successes)) if self.successes else None
 
 
 def evaluate_policy(
@@ -20,30 +36,33 @@ def evaluate_policy(
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     stop: Callable[[], bool] | None = None,
     render_episodes: int | None = None,
-) -> tuple[list[float], list[int]]:
-    """Run whole episodes; return their returns and lengths. `on_frame(episode, frame)` gets
-    each rendered frame as it comes (so videos stream to disk instead of piling up in memory),
-    for the first `render_episodes` episodes (None: all); `stop` is asked between episodes and
-    ends the evaluation early when it says so."""
-    returns, lengths = [], []
+) -> Episodes:
+    """Run whole episodes. `on_frame(episode, frame)` gets each rendered frame as it comes (so
+    videos stream to disk instead of piling up in memory), for the first `render_episodes`
+    episodes (None: all); `stop` is asked between episodes and ends the evaluation early when
+    it says so."""
+    out = Episodes()
     obs, _ = env.reset(seed=seed)
     for episode in range(episodes):
         if stop is not None and stop():
             break
         ep_return, ep_len, done = 0.0, 0, False
+        info: dict[str, Any] = {}
         render = on_frame is not None and (render_episodes is None or episode < render_episodes)
         if render:
             on_frame(episode, env.render())
         while not done:
             obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=agent.device)
             action = agent.act(obs_t.unsqueeze(0), deterministic=deterministic)[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             ep_return += float(reward)
             ep_len += 1
             done = terminated or truncated
             if render:
                 on_frame(episode, env.render())
-        returns.append(ep_return)
-        lengths.append(ep_len)
+        out.returns.append(ep_return)
+        out.lengths.append(ep_len)
+        if "is_success" in info:
+            out.successes.append(float(info["is_success"]))
         obs, _ = env.reset()
-    return returns, lengths
+    return out

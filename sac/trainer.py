@@ -28,8 +28,17 @@ from sac.buffer import ReplayBuffer
 from sac.checkpoint import save_checkpoint, step_path
 from sac.compiled import make_updater
 from sac.config import agent_config, validated
-from sac.envs import EnvRunner, action_bounds, make_env, make_vector_env, space_dims
+from sac.envs import (
+    EnvRunner,
+    GoalSpec,
+    action_bounds,
+    goal_spec,
+    make_env,
+    make_vector_env,
+    space_dims,
+)
 from sac.errors import SACError
+from sac.her import HerReplayBuffer
 from sac.logging import Progress, RunLogger
 from sac.plots import PLOT_NAME, plot_run
 from sac.rollout import evaluate_policy
@@ -46,9 +55,11 @@ log = logging.getLogger("sac")
 CSV_COLUMNS = (
     "train/episode_return",
     "train/episode_length",
+    "train/success",
     "eval/return_mean",
     "eval/return_std",
     "eval/length_mean",
+    "eval/success_rate",
     *METRIC_NAMES,
     "perf/sps",
     "perf/updates",
@@ -111,18 +122,18 @@ class Trainer:
         }
         self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
         self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
-        self.buffer = ReplayBuffer(
-            cfg.agent.buffer_size,
-            self.obs_dim,
-            self.act_dim,
-            self.device,
-            seed=stream_seed(cfg.seed, "buffer"),
-        )
+        try:
+            self.buffer = self._make_buffer(goal_spec(self.eval_env))
+        except BaseException:
+            self.envs.close()
+            self.eval_env.close()
+            raise
         self.action_rng = torch.Generator().manual_seed(stream_seed(cfg.seed, "warmup"))
         self.step = 0
         self.episodes = 0
         self.env_episodes: list[int] | None = None  # each env's episode in progress (resume)
         self.last_eval: tuple[int, float] | None = None
+        self.last_success: float | None = None  # the last evaluation's success rate, if any
         self.last_checkpoint: Path | None = None
         self.stop = GracefulStop()
         logger_state: dict[str, Any] = {}  # what the checkpoint kept of the loggers
@@ -150,6 +161,56 @@ class Trainer:
         # Every episode is seeded by its env and number, so a resume restarts the episodes in
         # progress from their own seeds (and continues exactly where all had just ended).
         self.runner = EnvRunner(self.envs, cfg.seed, self.env_episodes)
+
+    def _make_buffer(self, goals: GoalSpec | None) -> ReplayBuffer:
+        """The replay buffer: HER's when her.enabled (on a goal-conditioned env), else flat."""
+        cfg, seed = self.cfg, stream_seed(self.cfg.seed, "buffer")
+        if not cfg.her.enabled:
+            if goals is not None:
+                log.warning(
+                    "hint: %s is goal-conditioned (achieved_goal, desired_goal, compute_reward); "
+                    "its sparse rewards are learnt far faster with her.enabled=true",
+                    cfg.env.id,
+                )
+            return ReplayBuffer(
+                cfg.agent.buffer_size, self.obs_dim, self.act_dim, self.device, seed
+            )
+        if goals is None:
+            raise SACError(
+                f"her.enabled=true needs a goal-conditioned env (a Dict observation with "
+                f"observation, achieved_goal and desired_goal, and compute_reward), and "
+                f"{cfg.env.id} has {self.eval_env.unwrapped.observation_space}; set "
+                "her.enabled=false"
+            )
+        if cfg.env.action_repeat != 1:
+            raise SACError(
+                "her.enabled=true needs env.action_repeat=1: compute_reward rates one env "
+                "step, and a repeated action's reward sums several"
+            )
+        n = cfg.env.num_envs
+        capacity = cfg.agent.buffer_size - cfg.agent.buffer_size % n
+        if capacity == 0:
+            raise SACError(f"her.enabled=true needs agent.buffer_size >= env.num_envs ({n})")
+        if capacity != cfg.agent.buffer_size:
+            log.info(
+                "HER buffer: %d slots (agent.buffer_size rounded down to a multiple of "
+                "env.num_envs=%d, so each env keeps its episodes in slots of its own)",
+                capacity,
+                n,
+            )
+        return HerReplayBuffer(
+            capacity,
+            self.obs_dim,
+            self.act_dim,
+            n,
+            goals.achieved,
+            goals.desired,
+            goals.compute_reward,
+            cfg.her.strategy,
+            cfg.her.n_sampled_goal,
+            self.device,
+            seed,
+        )
 
     # ----------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
@@ -213,7 +274,11 @@ class Trainer:
             obs = torch.as_tensor(self.runner.obs, device=self.device)
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
-        self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
+        ended = np.logical_or(tr.terminated, tr.truncated)
+        if isinstance(self.buffer, HerReplayBuffer):  # it keeps episodes: tell it where they end
+            self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, ended)
+        else:
+            self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
         # The normalisation statistics (agent.obs_norm) cover the obs of every stored
         # transition: each state acted in, once. The buffer keeps the raw observations.
         self.agent.update_obs_norm(torch.as_tensor(tr.obs))
@@ -221,17 +286,19 @@ class Trainer:
         prev, self.step = self.step, self.step + n_envs * self.cfg.env.action_repeat
         if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts
             every = self.cfg.agent.gsde_sample_freq
-            ended = np.logical_or(tr.terminated, tr.truncated)
             if every > 0 and _crossed(prev, self.step, every):
                 self.agent.reset_noise(n_envs)
             elif every == -1 and ended.any():
                 self.agent.reset_noise(n_envs, torch.as_tensor(ended))
-        for ret, length in zip(tr.episode_returns, tr.episode_lengths):
+        for ret, length, success in zip(
+            tr.episode_returns, tr.episode_lengths, tr.episode_successes
+        ):
             self.episodes += 1
             self.recent.append(ret)
-            self.logger.log(
-                self.step, {"train/episode_return": ret, "train/episode_length": length}
-            )
+            row = {"train/episode_return": ret, "train/episode_length": length}
+            if success is not None:
+                row["train/success"] = success
+            self.logger.log(self.step, row)
 
     def _update(self) -> None:
         """The gradient updates due at this step. Each transition collected after the warm-up
@@ -279,6 +346,7 @@ class Trainer:
             "episodes": self.episodes,
             "checkpoint": str(self.last_checkpoint),
             "eval_return": self.last_eval[1] if self.last_eval else None,
+            "eval_success_rate": self.last_success,  # goal-conditioned envs; None otherwise
             "interrupted_by": self.stop.name,
         }
         if self.stop.requested:
@@ -299,7 +367,7 @@ class Trainer:
         With eval_video, its first episode is recorded to videos/eval_step<N>.mp4."""
         video = self._video_recorder() if self.cfg.eval_video else None
         try:
-            returns, lengths = evaluate_policy(
+            episodes = evaluate_policy(
                 self.agent,
                 self.eval_env,
                 self.cfg.eval_episodes,
@@ -311,26 +379,29 @@ class Trainer:
         finally:
             if video:
                 video.close()
+        returns = episodes.returns
         if len(returns) < self.cfg.eval_episodes:
             return None
         mean = float(np.mean(returns))
         self.last_eval = (self.step, mean)
-        self.logger.log(
-            self.step,
-            {
-                "eval/return_mean": mean,
-                "eval/return_std": float(np.std(returns)),
-                "eval/length_mean": float(np.mean(lengths)),
-            },
-        )
+        row = {
+            "eval/return_mean": mean,
+            "eval/return_std": float(np.std(returns)),
+            "eval/length_mean": float(np.mean(episodes.lengths)),
+        }
+        success = self.last_success = episodes.success_rate
+        if success is not None:
+            row["eval/success_rate"] = success
+        self.logger.log(self.step, row)
         if video and video.path is not None:
             self.logger.log_video(self.step, "eval/video", video.path)
         log.info(
-            "eval @%d: return %.1f +- %.1f over %d episodes",
+            "eval @%d: return %.1f +- %.1f over %d episodes%s",
             self.step,
             mean,
             float(np.std(returns)),
             len(returns),
+            "" if success is None else f", success rate {success:.2f}",
         )
         return mean
 
@@ -360,6 +431,10 @@ class Trainer:
             self.cfg.env.id,
         )
         self.step, self.episodes = counters.step, counters.episodes
+        if isinstance(self.buffer, HerReplayBuffer):
+            # The runner restarts the episodes in progress from their seeds, so their stored
+            # beginnings are left unfinished, never sampled.
+            self.buffer.restart_episodes()
         # (checkpoints before per-episode seeds: every env starts a new episode number)
         self.env_episodes = counters.env_episodes or [counters.episodes] * self.cfg.env.num_envs
         if counters.last_eval is not None:

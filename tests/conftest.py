@@ -74,6 +74,64 @@ class CountEnv(gym.Env):
 gym.register("CountEnv-v0", entry_point=CountEnv)
 
 
+class PointGoalEnv(gym.Env):
+    """A goal-conditioned 2-D point (the Gymnasium-Robotics goal API): the point starts and
+    the goal lies uniformly in [-1, 1]^2, both drawn from the reset seed; an action in
+    [-1, 1]^2 moves the point by `speed` times it (clipped to the square); reward 0 within
+    `radius` of the goal, else -1; info["is_success"] says which. Never terminates (unless
+    `terminate_on_success`); a 50-step time limit. `key_order` orders the observation dict
+    (gymnasium sorts a plain dict's keys; a list of pairs keeps its order)."""
+
+    def __init__(
+        self,
+        speed: float = 0.2,
+        radius: float = 0.15,
+        terminate_on_success: bool = False,
+        key_order: tuple[str, ...] = (),
+    ) -> None:
+        self.speed, self.radius = speed, radius
+        self.terminate_on_success = terminate_on_success
+        box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        spaces = {"observation": box, "achieved_goal": box, "desired_goal": box}
+        self.observation_space = gym.spaces.Dict(
+            [(k, spaces[k]) for k in key_order] if key_order else spaces
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+        self.goal = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + self.speed * np.asarray(action), -1, 1).astype(np.float32)
+        reward = float(self.compute_reward(self.pos, self.goal, {}))
+        success = reward == 0.0
+        return (
+            self._obs(),
+            reward,
+            self.terminate_on_success and success,
+            False,
+            {"is_success": float(success)},
+        )
+
+    def compute_reward(self, achieved_goal, desired_goal, info):
+        """Vectorised over leading dimensions, as the goal API asks."""
+        distance = np.linalg.norm(np.asarray(achieved_goal) - desired_goal, axis=-1)
+        return np.where(distance > self.radius, -1.0, 0.0).astype(np.float32)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {
+            "observation": self.pos.copy(),
+            "achieved_goal": self.pos.copy(),
+            "desired_goal": self.goal.copy(),
+        }
+
+
+gym.register("PointGoal-v0", entry_point=PointGoalEnv, max_episode_steps=50)
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """compose() the train config with overrides, as `sac-train` would."""
