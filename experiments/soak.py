@@ -134,23 +134,25 @@ def write(
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=100)
 
-    full = step >= buffer  # the buffer is full
+    # the buffer is full, and the run is still training (its last samples, at the final step,
+    # see the final evaluation, checkpoint and returns.png drawn)
+    full = (step >= buffer) & (step < step.max())
     sps_steps, sps_values = (np.array(x) for x in zip(*sps))
     thirds = np.array_split(sps_values[sps_steps > buffer], 3)
     lines = [
         f"# Soak run ({time.strftime('%Y-%m-%d')}, 2-core CPU)",
         "",
         f"`{invocation}` ran `{command}`",
-        f"for {t[-1] / 60:.1f} min; samples every few seconds in `{out.name}.csv`, plot in "
+        f"for {t[-1] / 60:.1f} min; samples in `{out.name}.csv`, plot in "
         f"`{out.name}.png` (the dotted line: the buffer is full).",
         "",
         "| measure | value |",
         "|---|---|",
         f"| RSS once the buffer is full (min / median / max, MiB) | {rss[full].min():.0f} / "
         f"{np.median(rss[full]):.0f} / {rss[full].max():.0f} |",
-        f"| RSS growth from step {step[full][0]} to the end (MiB) | "
+        f"| RSS growth from step {step[full][0]} to step {step[full][-1]} (MiB) | "
         f"{rss[full][-1] - rss[full][0]:+.1f} |",
-        f"| peak RSS (MiB) | {rss.max():.0f} |",
+        f"| RSS at the end (final evaluation, checkpoint and plot; MiB) | {rss[-1]:.0f} |",
         f"| run directory on disk, max and at the end (MiB) | {disk.max():.1f}, {disk[-1]:.1f} |",
         f"| checkpoints left | {len(list((run_dir / 'checkpoints').glob('step_*.pt')))} |",
         "| env steps/s over the full-buffer phase, medians of its thirds | "
