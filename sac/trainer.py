@@ -194,8 +194,8 @@ class Trainer:
         )
 
     def _collect(self) -> None:
-        """One vector step: warm-up or policy actions, transitions into the buffer, finished
-        episodes to the logger."""
+        """One vector step: warm-up or policy actions, transitions into the buffer (and their
+        rewards into the reward scale's statistics), finished episodes to the logger."""
         n_envs = self.cfg.env.num_envs
         if self.step < self.cfg.agent.warmup_steps:
             action = (torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1).numpy()
@@ -204,10 +204,12 @@ class Trainer:
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
+        ended = np.logical_or(tr.terminated, tr.truncated)
+        # The reward scale (agent.reward_norm) follows every transition, the warm-up's too.
+        self.agent.update_reward_norm(torch.as_tensor(tr.reward), torch.as_tensor(ended))
         prev, self.step = self.step, self.step + n_envs
         if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts
             every = self.cfg.agent.gsde_sample_freq
-            ended = np.logical_or(tr.terminated, tr.truncated)
             if every > 0 and _crossed(prev, self.step, every):
                 self.agent.reset_noise(n_envs)
             elif every == -1 and ended.any():
