@@ -3,8 +3,22 @@ torch.compile traces as one graph (the optimizer's fused kernel is opaque to it)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
+
+from sac import losses
+
+
+class LinearDecay(NamedTuple):
+    """A learning rate decayed linearly from `start` to `end` over the first `updates` of the
+    agent's updates, for an optimizer that steps in every `every`-th update."""
+
+    start: float
+    end: float
+    updates: float
+    every: int = 1
 
 
 class AdamState:
@@ -14,13 +28,16 @@ class AdamState:
     Adam and on the CPU otherwise), so a checkpoint of the optimizer looks the same whichever
     code stepped it."""
 
-    def __init__(self, optim: torch.optim.Adam) -> None:
+    def __init__(self, optim: torch.optim.Adam, schedule: LinearDecay | None = None) -> None:
         (group,) = optim.param_groups
         if group["amsgrad"] or group["weight_decay"] or group["maximize"]:
             raise ValueError("AdamState supports plain Adam (no amsgrad, weight decay, maximize)")
         self.lr: float = group["lr"]
         self.beta1, self.beta2 = group["betas"]
         self.eps: float = group["eps"]
+        # The learning rate as a function of the step count, inside the graph (the agent sets
+        # the eager optimizer's group["lr"] instead).
+        self.schedule = schedule
         self.optim = optim
         self.params: list[Tensor] = list(group["params"])
         on_device = group["fused"] or group["capturable"]
@@ -73,4 +90,8 @@ class AdamState:
         """[lr / (1 - b1^t), sqrt(1 - b2^t)] (computed in float64, stored in float32) for
         each parameter's next step count t = step + 1; shape (2, n)."""
         t = torch.stack(self.steps).double() + 1.0
-        return torch.stack([self.lr / (1.0 - self.beta1**t), (1.0 - self.beta2**t).sqrt()]).float()
+        lr: float | Tensor = self.lr
+        if self.schedule is not None:  # the t-th step is in update t * every
+            start, end, updates, every = self.schedule
+            lr = losses.linear_decay(start, end, t * every - 1.0, updates)
+        return torch.stack([lr / (1.0 - self.beta1**t), (1.0 - self.beta2**t).sqrt()]).float()

@@ -11,12 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sac import losses
+from sac import losses, simbav2
 from sac.config import AgentConfig
 from sac.errors import SACError
 from sac.losses import Batch
-from sac.networks import EnsembleCritic, GSDEActor, SquashedGaussianActor
+from sac.networks import BatchRenorm, EnsembleCritic, GSDEActor, SquashedGaussianActor
 from sac.obs_norm import ObsNormalizer
+from sac.reward_norm import RewardNormalizer
+from sac.simbav2 import SimbaV2ActorNet, SimbaV2Critic
 
 __all__ = ["METRIC_NAMES", "SAC", "Batch", "Metrics"]
 
@@ -46,8 +48,10 @@ class SAC:
 
     Options beyond the paper (all off by default, see AgentConfig): normalised critics
     (LayerNorm, dropout: DroQ; batch renorm: CrossQ), no target networks with a joint forward
-    pass of (s, a) and (s', a') (CrossQ), a random-subset min in the target (REDQ) and a delayed
-    actor update; running observation normalisation (`obs_norm`).
+    pass of (s, a) and (s', a') (CrossQ), a random-subset min in the target (REDQ), a delayed
+    actor update, gSDE, running observation normalisation (`obs_norm`); SimbaV2's
+    hyperspherical networks (kept on the sphere after every optimizer step), categorical
+    critics, reward scaling and learning-rate decay.
     """
 
     def __init__(
@@ -63,7 +67,24 @@ class SAC:
             ObsNormalizer(obs_dim, cfg.obs_norm_clip).to(self.device) if cfg.obs_norm else None
         )
         self.actor: SquashedGaussianActor | GSDEActor
-        if cfg.gsde:
+        critic_sizes = list(cfg.critic_hidden_sizes or cfg.hidden_sizes)
+        self.critic: EnsembleCritic | SimbaV2Critic
+        if cfg.network == "simbav2":
+            # hidden_sizes: one entry per residual block, all of one width (checked in config)
+            net = SimbaV2ActorNet(obs_dim, act_dim, cfg.hidden_sizes[0], len(cfg.hidden_sizes))
+            self.actor = SquashedGaussianActor(
+                obs_dim, act_dim, [], cfg.log_std_min, cfg.log_std_max, net=net
+            ).to(self.device)
+            self.critic = SimbaV2Critic(
+                obs_dim,
+                act_dim,
+                critic_sizes[0],
+                len(critic_sizes),
+                cfg.num_critics,
+                cfg.critic_bins,
+                cfg.critic_v_max,
+            ).to(self.device)
+        elif cfg.gsde:
             self.actor = GSDEActor(
                 obs_dim,
                 act_dim,
@@ -80,14 +101,10 @@ class SAC:
                 cfg.log_std_max,
                 cfg.actor_batch_norm,
             ).to(self.device)
-        self.critic = EnsembleCritic(
-            obs_dim,
-            act_dim,
-            list(cfg.critic_hidden_sizes or cfg.hidden_sizes),
-            cfg.num_critics,
-            cfg.critic_norm,
-            cfg.critic_dropout,
-        ).to(self.device)
+        if cfg.network == "mlp":
+            self.critic = EnsembleCritic(
+                obs_dim, act_dim, critic_sizes, cfg.num_critics, cfg.critic_norm, cfg.critic_dropout
+            ).to(self.device)
         self.critic_target = (
             copy.deepcopy(self.critic).requires_grad_(False) if cfg.target_networks else None
         )
@@ -97,7 +114,9 @@ class SAC:
             .requires_grad_(cfg.autotune_alpha)
         )
         self.target_entropy = (
-            float(cfg.target_entropy) if cfg.target_entropy is not None else -float(act_dim)
+            float(cfg.target_entropy)
+            if cfg.target_entropy is not None
+            else cfg.target_entropy_per_dim * act_dim
         )
         self.actor_optim = _adam(self.actor.parameters(), cfg.actor_lr, cfg.adam_beta1, self.device)
         self.critic_optim = _adam(
@@ -107,6 +126,17 @@ class SAC:
         # adityab/CrossQ, sbx/sac/sac.py) gives the temperature a default Adam (beta1 0.9).
         self.alpha_optim = _adam([self.log_alpha], cfg.alpha_lr, 0.9, self.device)
         self.num_updates = 0
+        # SimbaV2: the updates (lr_decay_steps env steps' worth) over which learning rates decay
+        self.lr_decay_updates = max(cfg.lr_decay_steps * cfg.updates_per_step, 1.0)
+        self.reward_norm = (
+            RewardNormalizer(cfg.gamma, cfg.reward_norm_g_max, self.device)
+            if cfg.reward_norm
+            else None
+        )
+        # The weights kept on the unit sphere (SimbaV2), projected after each optimizer step.
+        self.actor_sphere = simbav2.sphere_weights(self.actor)
+        self.critic_sphere = simbav2.sphere_weights(self.critic)
+        self._critic_batch_norms = [m for m in self.critic.modules() if isinstance(m, BatchRenorm)]
         self._critic_params = list(self.critic.parameters())
         self._target_params = (
             list(self.critic_target.parameters()) if self.critic_target is not None else []
@@ -161,13 +191,15 @@ class SAC:
         Returns the metrics as device tensors: reading them is left to the caller, so the
         update never waits for the device. `critic_loss` / `actor_loss` stand in for
         `self.critic_loss` / `self.actor_loss` (sac.compiled passes compiled versions).
-        `batch` holds raw observations (see `normalized`).
+        `batch` holds raw observations and rewards (see `normalized`, `scaled_rewards`).
         """
-        batch = self.normalized(batch)
+        batch = self.scaled_rewards(self.normalized(batch))
+        self.set_learning_rates(self.num_updates + 1)
         alpha = self.log_alpha.detach().exp()
         loss, q_mean, target_q_mean = self._minimise(
             critic_loss or self.critic_loss, self.critic_optim, batch, alpha
         )
+        simbav2.project_(self.critic_sphere)
         self.num_updates += 1
         do_actor, do_polyak = self.due(self.num_updates)
         if do_actor:
@@ -175,6 +207,7 @@ class SAC:
                 a_loss, log_prob = self._minimise(
                     actor_loss or self.actor_loss, self.actor_optim, batch.obs, alpha
                 )
+            simbav2.project_(self.actor_sphere)
             entropy, alpha_grad, alpha_loss = losses.temperature(
                 log_prob, self.log_alpha, self.target_entropy
             )
@@ -195,6 +228,39 @@ class SAC:
         values = (critic_loss, actor_loss, alpha_loss, alpha, entropy, q_mean, target_q_mean)
         return dict(zip(METRIC_NAMES, values, strict=True))
 
+    def scaled_rewards(self, batch: Batch) -> Batch:
+        """`batch` with its rewards divided by the reward scale (`reward_norm`; the batch itself
+        without): the replay buffer keeps raw rewards. Every update path calls it once, before
+        the losses (this `update`, and sac.compiled's one graph)."""
+        if self.reward_norm is None:
+            return batch
+        return batch._replace(reward=batch.reward / self.reward_norm.scale)
+
+    def update_reward_norm(self, reward: Tensor, done: Tensor) -> None:
+        """Add one vector step's rewards and episode ends (terminated or truncated), one per
+        env, to the reward scale's statistics; a no-op without `reward_norm`."""
+        if self.reward_norm is not None:
+            self.reward_norm.update(reward, done)
+
+    def learning_rate(self, start: float, n: int) -> float:
+        """The learning rate, starting at `start`, of an optimizer step in the n-th update:
+        `start` throughout, or decayed linearly to lr_end (SimbaV2)."""
+        if self.cfg.lr_end is None:
+            return start
+        return losses.linear_decay(start, self.cfg.lr_end, n - 1, self.lr_decay_updates)
+
+    def set_learning_rates(self, n: int) -> None:
+        """The optimizers' learning rates for the n-th update (a no-op for constant ones)."""
+        if self.cfg.lr_end is None:
+            return
+        cfg = self.cfg
+        for optim, start in (
+            (self.critic_optim, cfg.critic_lr),
+            (self.actor_optim, cfg.actor_lr),
+            (self.alpha_optim, cfg.alpha_lr),
+        ):
+            optim.param_groups[0]["lr"] = self.learning_rate(start, n)
+
     def due(self, n: int) -> tuple[bool, bool]:
         """Whether the n-th update also steps the actor, and whether a Polyak update follows."""
         do_actor = n % self.cfg.actor_update_interval == 0
@@ -214,8 +280,40 @@ class SAC:
 
     def critic_loss(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """J_Q, the mean Q and the mean TD target y."""
+        if self.cfg.critic_bins:
+            return self.categorical_critic_loss(batch, alpha)
         q, target_q = self.critic_values(batch, alpha)  # (N, B), (B,)
         return losses.critic_loss(q, target_q), q.detach().mean(), target_q.mean()
+
+    def categorical_critic_loss(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Categorical critics (SimbaV2): the summed cross-entropies to the projected target
+        distribution, the mean Q and the mean of the target distribution."""
+        assert isinstance(self.critic, SimbaV2Critic)
+        q, log_probs = self.critic.distribution(batch.obs, batch.action)  # (N, B), (N, B, K)
+        target = self.categorical_target(batch, alpha)  # (B, K)
+        target_mean = (target * self.critic.support).sum(-1).mean()
+        return losses.categorical_critic_loss(log_probs, target), q.detach().mean(), target_mean
+
+    @torch.no_grad()
+    def categorical_target(self, batch: Batch, alpha: Tensor) -> Tensor:
+        """The target distribution: at a' sampled fresh from the current policy, the target
+        critic with the smaller mean (SimbaV2's code), each atom moved to its soft TD target
+        and projected back onto the atoms."""
+        assert isinstance(self.critic_target, SimbaV2Critic)
+        next_action, next_log_prob = self.actor(batch.next_obs)
+        next_q, next_log_probs = self.critic_target.distribution(batch.next_obs, next_action)
+        next_probs = losses.min_mean_distribution(next_q, next_log_probs.exp())
+        v_max = self.cfg.critic_v_max
+        return losses.categorical_td_target(
+            batch.reward,
+            batch.terminated,
+            next_probs,
+            next_log_prob,
+            alpha,
+            self.cfg.gamma,
+            -v_max,
+            v_max,
+        )
 
     def critic_values(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """Q_i(s, a) for every critic, shape (N, B), and the TD target y (no gradient)."""
@@ -260,12 +358,12 @@ class SAC:
             self.actor.train()
         for p in self._critic_params:
             p.requires_grad_(False)
-        for bn in self.critic.batch_norms:
+        for bn in self._critic_batch_norms:
             bn.eval()
         try:
             yield
         finally:  # the critics train again even if the step raised
-            for bn in self.critic.batch_norms:
+            for bn in self._critic_batch_norms:
                 bn.train()
             for p in self._critic_params:
                 p.requires_grad_(True)
@@ -301,6 +399,8 @@ class SAC:
             "obs_norm": self.obs_norm.state_dict() if self.obs_norm is not None else None,
             # gSDE's exploration matrices, so a resume explores on with the same ones
             **({"gsde_noise": self.actor.noise.clone()} if self.cfg.gsde else {}),
+            # the reward scale's statistics, each env's running return among them
+            **({"reward_norm": self.reward_norm.state_dict()} if self.reward_norm else {}),
         }
 
     @classmethod
@@ -346,6 +446,8 @@ class SAC:
             self.num_updates = int(state["num_updates"])
             if isinstance(self.actor, GSDEActor) and "gsde_noise" in state:
                 self.actor.noise = state["gsde_noise"].to(self.device)
+            if self.reward_norm is not None:
+                self.reward_norm.load_state_dict(state["reward_norm"])
         if not self.all_finite():  # the trainer never saves such a state: a damaged file
             raise ValueError("the loaded parameters are not all finite")
 

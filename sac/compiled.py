@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
-from sac import losses
-from sac.adam import AdamState
+from sac import losses, simbav2
+from sac.adam import AdamState, LinearDecay
 from sac.agent import SAC, Batch, Metrics
 from sac.kernels import use_cpu_kernels
 
@@ -260,9 +260,19 @@ class OneGraph:
         """One update (k None) or k updates unrolled (every field of `batch` (k, B, ...))."""
         agent = self.agent
         if self._adam is None or self.stale:
+            cfg = agent.cfg
+            every = cfg.actor_update_interval
             # (A fixed temperature's optimizer never steps, and keeps no state, as in eager.)
-            alpha_adam = AdamState(agent.alpha_optim) if agent.cfg.autotune_alpha else None
-            self._adam = (AdamState(agent.critic_optim), AdamState(agent.actor_optim), alpha_adam)
+            alpha_adam = (
+                AdamState(agent.alpha_optim, self._decay(cfg.alpha_lr, every))
+                if cfg.autotune_alpha
+                else None
+            )
+            self._adam = (
+                AdamState(agent.critic_optim, self._decay(cfg.critic_lr, 1)),
+                AdamState(agent.actor_optim, self._decay(cfg.actor_lr, every)),
+                alpha_adam,
+            )
             if self.cudagraphs:
                 self._mark_static()
         n = agent.num_updates
@@ -274,7 +284,16 @@ class OneGraph:
                 self._many = self._compile(self._update_many)
             metrics = self._many(batch, agent.actor_metrics, due)
         agent.num_updates = n + (k or 1)
+        # The graph's Adam computes the decayed rates itself; the optimizers' groups get the
+        # latest, as eager updates leave them (their checkpoints look the same).
+        agent.set_learning_rates(agent.num_updates)
         return metrics
+
+    def _decay(self, start: float, every: int) -> LinearDecay | None:
+        """A learning rate's decay (agent.lr_end) for an optimizer stepping every `every`
+        updates; None for a constant rate."""
+        end = self.agent.cfg.lr_end
+        return None if end is None else LinearDecay(start, end, self.agent.lr_decay_updates, every)
 
     @property
     def stale(self) -> bool:
@@ -293,6 +312,8 @@ class OneGraph:
                     torch._dynamo.mark_static_address(t)
         torch._dynamo.mark_static_address(self.agent.log_alpha)
         torch._dynamo.mark_static_address(self.agent.actor_metrics)
+        if self.agent.reward_norm is not None:  # updated in place after each env step
+            torch._dynamo.mark_static_address(self.agent.reward_norm.scale)
 
     @torch.no_grad()  # gradients come from torch.func, which ignores an outer no_grad
     def _update(
@@ -306,16 +327,19 @@ class OneGraph:
         # reads at each call (inputs, updated in place between calls), never constants.
         batch = agent.normalized(batch)
         critic_adam, actor_adam, alpha_adam = self._adam
+        batch = agent.scaled_rewards(batch)
         alpha = agent.log_alpha.exp()
         grads, (critic_loss, (q_mean, target_q_mean)) = grad_and_value(
             self._critic_objective, has_aux=True
         )(critic_adam.params, batch, alpha)
         critic_adam.step_(grads)
+        simbav2.project_(agent.critic_sphere)  # (SimbaV2's weights; none otherwise)
         if do_actor:
             grads, (actor_loss, log_prob) = grad_and_value(self._actor_objective, has_aux=True)(
                 actor_adam.params, batch.obs, alpha
             )
             actor_adam.step_(grads)
+            simbav2.project_(agent.actor_sphere)
             entropy, alpha_grad, alpha_loss = losses.temperature(
                 log_prob, agent.log_alpha, agent.target_entropy
             )

@@ -100,6 +100,17 @@ class AgentConfig:
     # 10 is VecNormalize's clip_obs.
     obs_norm: bool = False
     obs_norm_clip: float | None = 10.0
+    # SimbaV2 (Lee et al. 2025; agent=simbav2 sets these together, see conf/agent/simbav2.yaml)
+    # simbav2: hyperspherical residual networks for actor and critics; hidden_sizes and
+    # critic_hidden_sizes then give one entry per residual block, all of one width
+    network: str = "mlp"  # mlp | simbav2
+    critic_bins: int = 0  # > 0: categorical critics over this many atoms (network=simbav2)
+    critic_v_max: float = 5.0  # the atoms span [-critic_v_max, critic_v_max]
+    reward_norm: bool = False  # divide rewards by the running scale of the discounted return,
+    reward_norm_g_max: float = 5.0  # at least max|G| / reward_norm_g_max (SimbaV2's G_max)
+    lr_end: float | None = None  # None: constant learning rates; else all three decay linearly
+    lr_decay_steps: int = 0  # to lr_end over the updates of this many env steps
+    target_entropy_per_dim: float = -1.0  # target_entropy null: this times dim(A)
 
     def __post_init__(self) -> None:
         _require(
@@ -151,6 +162,49 @@ class AgentConfig:
                 (
                     self.obs_norm_clip is None or self.obs_norm_clip > 0,
                     "agent.obs_norm_clip must be > 0, or null for no clipping",
+                ),
+                (
+                    self.network in ("mlp", "simbav2"),
+                    f"agent.network must be mlp or simbav2, got '{self.network}'",
+                ),
+                (
+                    self.network == "mlp"
+                    or all(
+                        len(set(s)) == 1 for s in (self.hidden_sizes, self.critic_hidden_sizes) if s
+                    ),
+                    "agent.network=simbav2 needs one width per network: agent.hidden_sizes and "
+                    "agent.critic_hidden_sizes list one equal size per residual block",
+                ),
+                (
+                    self.network == "mlp"
+                    or (
+                        self.critic_norm == "none"
+                        and self.critic_dropout == 0
+                        and not self.actor_batch_norm
+                        and not self.gsde
+                    ),
+                    "agent.network=simbav2 normalises its own features: it takes no "
+                    "agent.critic_norm, critic_dropout, actor_batch_norm or gsde",
+                ),
+                (
+                    self.critic_bins == 0 or self.critic_bins >= 2,
+                    "agent.critic_bins must be 0 or >= 2",
+                ),
+                (
+                    self.critic_bins == 0 or self.network == "simbav2",
+                    "agent.critic_bins > 0 (a categorical critic) needs agent.network=simbav2",
+                ),
+                (
+                    self.critic_bins == 0 or (self.target_networks and self.target_subset is None),
+                    "agent.critic_bins > 0 needs agent.target_networks=true and no "
+                    "agent.target_subset",
+                ),
+                (self.critic_v_max > 0, "agent.critic_v_max must be > 0"),
+                (self.reward_norm_g_max > 0, "agent.reward_norm_g_max must be > 0"),
+                (
+                    self.lr_end is None or (self.lr_end > 0 and self.lr_decay_steps > 0),
+                    "agent.lr_end needs agent.lr_end > 0 and agent.lr_decay_steps > 0 (or "
+                    "agent.lr_end=null for constant learning rates)",
                 ),
                 (
                     # Target networks would normalise (s', a') with their own lagging batch

@@ -99,7 +99,8 @@ def squashed_log_prob(u: Tensor, eps: Tensor, log_std: Tensor) -> Tensor:
 
 
 class SquashedGaussianActor(nn.Module):
-    """pi(a|s) = tanh(N(mu(s), std(s))), acting in [-1, 1]^dim(A)."""
+    """pi(a|s) = tanh(N(mu(s), std(s))), acting in [-1, 1]^dim(A). `net` maps observations to
+    [mu, unbounded log std] (B, 2 dim(A)): an MLP of `hidden_sizes` unless one is given."""
 
     def __init__(
         self,
@@ -109,9 +110,10 @@ class SquashedGaussianActor(nn.Module):
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
         batch_norm: bool = False,
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, 2 * act_dim, batch_norm)
+        self.net = net if net is not None else mlp(obs_dim, hidden_sizes, 2 * act_dim, batch_norm)
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
 

@@ -12,20 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sac import losses
+
 # Added to the variance as in Stable-Baselines3's VecNormalize: a constant feature maps to 0.
 EPS = 1e-8
-
-
-def merged_moments(
-    mean: Tensor, var: Tensor, count: Tensor, batch_mean: Tensor, batch_var: Tensor, n: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean, (population) variance and count of two samples from each one's own (Chan, Golub
-    and LeVeque 1979, the parallel form): exact for any split, with no pass over old data."""
-    total = count + n
-    delta = batch_mean - mean
-    new_mean = mean + delta * (n / total)
-    m2 = var * count + batch_var * n + delta.square() * (count * n / total)
-    return new_mean, m2 / total, total
 
 
 class ObsNormalizer(nn.Module):
@@ -57,7 +47,7 @@ class ObsNormalizer(nn.Module):
         if x.shape[0] == 0:
             return
         batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
-        mean, var, count = merged_moments(
+        mean, var, count = losses.merged_moments(
             self.mean, self.var, self.count, batch_mean, batch_var, x.shape[0]
         )
         self.mean.copy_(mean)

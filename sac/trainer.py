@@ -266,7 +266,8 @@ class Trainer:
 
     def _collect(self) -> None:
         """One vector step: warm-up or policy actions, transitions into the buffer (and their
-        observations into the normalisation statistics), finished episodes to the logger."""
+        observations into the normalisation statistics, rewards into the reward scale's
+        statistics), finished episodes to the logger."""
         n_envs = self.cfg.env.num_envs
         if self.step < self.cfg.agent.warmup_steps:
             action = (torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1).numpy()
@@ -282,6 +283,8 @@ class Trainer:
         # The normalisation statistics (agent.obs_norm) cover the obs of every stored
         # transition: each state acted in, once. The buffer keeps the raw observations.
         self.agent.update_obs_norm(torch.as_tensor(tr.obs))
+        # The reward scale (agent.reward_norm) follows every transition, the warm-up's too.
+        self.agent.update_reward_norm(torch.as_tensor(tr.reward), torch.as_tensor(ended))
         # env steps: frames, so an action held k times (env.action_repeat) counts k
         prev, self.step = self.step, self.step + n_envs * self.cfg.env.action_repeat
         if self.cfg.agent.gsde:  # new exploration noise for the envs whose episode starts

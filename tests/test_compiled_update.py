@@ -41,8 +41,8 @@ def _batch(g: torch.Generator, device: str, n: int = 64) -> Batch:
 
 # Options the one-graph update (compile=true, cudagraphs=true) must handle besides the plain
 # agent: DroQ's layer norm and dropout, REDQ's random subset and mean over critics, no target
-# networks with a fixed temperature, gSDE's actor. (Batch norm configs compile the losses one by
-# one.)
+# networks with a fixed temperature, gSDE's actor, SimbaV2's. (Batch norm configs compile the
+# losses one by one.)
 OPTIONS = {
     "droq-redq": {
         "critic_norm": "layer",
@@ -53,6 +53,15 @@ OPTIONS = {
     },
     "no-targets": {"target_networks": False, "autotune_alpha": False, "alpha": 0.1},
     "gsde": {"gsde": True},
+    # SimbaV2: hyperspherical networks projected after each Adam step, categorical critics,
+    # rewards scaled, learning rates decayed (to their end within the test's updates)
+    "simbav2": {
+        "network": "simbav2",
+        "critic_bins": 11,
+        "reward_norm": True,
+        "lr_end": 1e-4,
+        "lr_decay_steps": 5,
+    },
 }
 BATCH_NORM = {"critic_norm": "batch", "actor_batch_norm": True, "target_networks": False}
 
@@ -84,6 +93,8 @@ def _twins(device: str, flag: str, **options) -> tuple[SAC, Updater]:
     counters.clear()
     torch.manual_seed(0)
     eager = SAC(OBS, ACT, cfg, device)
+    # a reward scale other than 1 (loaded into `fast` with the rest)
+    eager.update_reward_norm(torch.tensor([3.0, -1.0]), torch.tensor([False, False]))
     fast = SAC(OBS, ACT, cfg, device)
     fast.load_state_dict(eager.state_dict())
     return eager, make_updater(fast, **{flag: True})

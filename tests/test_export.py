@@ -275,6 +275,41 @@ def test_cli_bad_input_is_one_line_and_exit_1(run_dir, tmp_path, monkeypatch, ar
     assert phrase in lines[0]
 
 
+@pytest.fixture(scope="module")
+def simbav2_run_dir(tmp_path_factory) -> Path:
+    """A tiny agent=simbav2 run on CountEnv: hyperspherical actor (two residual blocks)."""
+    run_dir = tmp_path_factory.mktemp("simbav2")
+    overrides = [*TINY, "agent=simbav2", "agent.critic_hidden_sizes=[32]", "agent.critic_bins=11"]
+    Trainer(compose_cfg("train", *overrides), run_dir).train()
+    return run_dir
+
+
+@pytest.mark.slow
+def test_simbav2_actor_exports_and_matches_the_trained_actor(simbav2_run_dir, tmp_path):
+    """The SimbaV2 actor's l2 projections and scalers survive torch.export and ONNX."""
+    fmt = "all" if HAS_ONNX else "pt2"
+    info = export(
+        compose_cfg(
+            "export", f"checkpoint={simbav2_run_dir}", f"format={fmt}", f"output_dir={tmp_path}"
+        )
+    )
+    assert all(info["max_abs_error"][f] <= 1e-5 for f in info["formats"])
+    obs = random_obs(1000, seed=5)
+    expected = reference_actions(Path(info["checkpoint"]), obs)
+    assert expected.std() > 0.01 and expected.min() >= -2 and expected.max() <= 4
+    program = torch.export.load(tmp_path / "policy.pt2").module()
+    runners = {"pt2": lambda o: program(torch.as_tensor(o)).numpy()}
+    if HAS_ONNX:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(tmp_path / "policy.onnx", providers=["CPUExecutionProvider"])
+        runners["onnx"] = lambda o: session.run(["action"], {"obs": o})[0]
+    for name, run in runners.items():
+        for batch in (1, 1000):
+            got = np.concatenate([run(c) for c in np.split(obs, 1000 // batch)])
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5, err_msg=name)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_export_on_cuda_matches_the_trained_actor(run_dir, tmp_path):

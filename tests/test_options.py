@@ -240,7 +240,7 @@ def test_inconsistent_options_are_refused(make_cfg, overrides, message):
         validated(make_cfg(*overrides))
 
 
-@pytest.mark.parametrize("preset", ["crossq", "droq", "redq"])
+@pytest.mark.parametrize("preset", ["crossq", "droq", "redq", "simbav2"])
 def test_presets_are_valid_and_named(make_cfg, preset):
     cfg = make_cfg(f"agent={preset}", "env=halfcheetah")
     validated(cfg)
