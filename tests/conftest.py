@@ -181,3 +181,23 @@ def compile_with(monkeypatch: pytest.MonkeyPatch, backend: Any) -> list[str]:
     monkeypatch.setattr(torch, "compile", compile_)
     torch._dynamo.reset()
     return compiled
+
+
+def assert_same_state(saved: Any, restored: Any, where: str = "state") -> None:
+    """Every tensor and value of `saved` equals, bit for bit, the one at the same place in
+    `restored` (nested dicts, lists and tuples of tensors and plain values)."""
+    import torch
+
+    if isinstance(saved, torch.Tensor):
+        assert isinstance(restored, torch.Tensor), where
+        torch.testing.assert_close(restored.cpu(), saved.cpu(), rtol=0, atol=0, msg=where)
+    elif isinstance(saved, dict):
+        assert set(saved) == set(restored), where
+        for key in saved:
+            assert_same_state(saved[key], restored[key], f"{where}.{key}")
+    elif isinstance(saved, (list, tuple)):
+        assert len(saved) == len(restored), where
+        for i, (a, b) in enumerate(zip(saved, restored)):
+            assert_same_state(a, b, f"{where}[{i}]")
+    else:
+        assert saved == restored, where

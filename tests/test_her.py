@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_state
 
 import sac.envs
 from sac.config import validated
@@ -405,21 +406,6 @@ def _resume_run(make_cfg, run_dir, *overrides):
     return train(make_cfg(*SMALL, *overrides), run_dir, [*SMALL, *overrides])
 
 
-def _same(a, b, where):
-    if isinstance(a, torch.Tensor):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=where)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 def test_a_her_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path):
     import shutil
 
@@ -432,7 +418,7 @@ def test_a_her_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_
     _resume_run(make_cfg, tmp_path / "cut", *common, f"resume={ckpt}")
     whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
     for part in ("agent", "buffer", "rng", "counters"):
-        _same(whole[part], cut[part], part)
+        assert_same_state(whole[part], cut[part], part)
     assert whole["buffer"]["episodes"].shape == (8, 3)  # 4 episodes per env, all kept
 
 

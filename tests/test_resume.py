@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_state
 from omegaconf import OmegaConf
 
 import sac.buffer
@@ -58,23 +59,6 @@ def test_resuming_twice_from_one_checkpoint_is_bit_identical(make_cfg, tmp_path)
     torch.testing.assert_close(buffers[0]["obs"], buffers[1]["obs"], rtol=0, atol=0)
 
 
-def _assert_same(saved, restored, where="state"):
-    """Every tensor and value of `saved` equals the one at the same place in `restored`."""
-    if isinstance(saved, torch.Tensor):
-        assert isinstance(restored, torch.Tensor), where
-        torch.testing.assert_close(restored.cpu(), saved.cpu(), rtol=0, atol=0, msg=where)
-    elif isinstance(saved, dict):
-        assert set(saved) == set(restored), where
-        for key in saved:
-            _assert_same(saved[key], restored[key], f"{where}.{key}")
-    elif isinstance(saved, (list, tuple)):
-        assert len(saved) == len(restored), where
-        for i, (a, b) in enumerate(zip(saved, restored)):
-            _assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert saved == restored, where
-
-
 @pytest.mark.parametrize("options", [[], ["agent.obs_norm=true"]], ids=["sac", "obs-norm"])
 def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path, options):
     _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=0", "env.num_envs=2", *options)
@@ -89,17 +73,17 @@ def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path,
         # from a generator or touched a tensor the checkpoint holds.
         restored = trainer.state()
         for part in ("agent", "buffer", "rng", "counters", "spaces"):
-            _assert_same(saved[part], restored[part], part)
+            assert_same_state(saved[part], restored[part], part)
         assert saved["counters"]["env_steps"] == 500 and saved["counters"]["updates"] == 400
         assert saved["counters"]["env_episodes"] == [1, 1]  # Pendulum: 200 steps an episode
         assert set(saved["rng"]) >= {"torch", "numpy", "python", "action"}
         # ... and the live objects are the checkpoint's (not just what state() reports)
         assert (trainer.step, trainer.episodes, trainer.agent.num_updates) == (500, 2, 400)
-        _assert_same(saved["rng"]["torch"], torch.get_rng_state(), "torch rng")
+        assert_same_state(saved["rng"]["torch"], torch.get_rng_state(), "torch rng")
         np.testing.assert_array_equal(
             np.random.get_state()[1], saved["rng"]["numpy"]["keys"].numpy()
         )
-        _assert_same(saved["buffer"]["generator"], trainer.buffer.generator.get_state())
+        assert_same_state(saved["buffer"]["generator"], trainer.buffer.generator.get_state())
         torch.testing.assert_close(trainer.buffer.obs[:500], saved["buffer"]["obs"])
         for name, p in trainer.agent.critic.named_parameters():
             torch.testing.assert_close(p, saved["agent"]["critic"][name], rtol=0, atol=0)
@@ -137,7 +121,7 @@ def test_a_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg,
     )
     whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
     for part in ("agent", "buffer", "rng", "counters"):
-        _assert_same(whole[part], cut[part], part)
+        assert_same_state(whole[part], cut[part], part)
     rows = [_metric_rows(tmp_path / d / "metrics.csv") for d in ("whole", "cut")]
     assert rows[0] == rows[1] and any("losses/critic" in r for r in rows[0])
 
