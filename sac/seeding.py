@@ -79,15 +79,19 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    if "numpy" in state:
-        saved = state["numpy"]
-        keys = saved["keys"].cpu().numpy().astype(np.uint32)
-        np.random.set_state(
-            ("MT19937", keys, int(saved["pos"]), int(saved["has_gauss"]), float(saved["gauss"]))
-        )
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+    # A state these generators refuse (a damaged or crafted file) is a ValueError, as torch's.
+    try:
+        if "numpy" in state:
+            saved = state["numpy"]
+            keys = saved["keys"].cpu().numpy().astype(np.uint32)
+            np.random.set_state(
+                ("MT19937", keys, int(saved["pos"]), int(saved["has_gauss"]), float(saved["gauss"]))
+            )
+        if "python" in state:
+            version, internal, gauss = state["python"]
+            random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as e:
+        raise ValueError(f"a saved random state is not valid ({type(e).__name__}: {e})") from None
 
 
 def _python_state() -> list[Any]:
