@@ -290,7 +290,11 @@ def test_simbav2_actor_exports_and_matches_the_trained_actor(simbav2_run_dir, tm
     fmt = "all" if HAS_ONNX else "pt2"
     info = export(
         compose_cfg(
-            "export", f"checkpoint={simbav2_run_dir}", f"format={fmt}", f"output_dir={tmp_path}"
+            "export",
+            f"checkpoint={simbav2_run_dir}",
+            f"format={fmt}",
+            f"output_dir={tmp_path}",
+            f"env_id={ENV_ID}",
         )
     )
     assert all(info["max_abs_error"][f] <= 1e-5 for f in info["formats"])
