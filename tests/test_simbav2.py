@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_state
 from test_agent import ACT, OBS, make_batch
-from test_resume import _assert_same, _metric_rows, _run
+from test_resume import _metric_rows, _run
 
 from sac import losses, simbav2
 from sac.agent import SAC
@@ -431,7 +432,7 @@ def test_a_run_resumed_equals_the_uninterrupted_run(make_cfg, tmp_path):
 
     whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
     for part in ("agent", "buffer", "rng", "counters"):
-        _assert_same(whole[part], cut[part], part)
+        assert_same_state(whole[part], cut[part], part)
     assert whole["agent"]["critic_optim"]["param_groups"][0]["lr"] < 1e-4  # it decayed
     assert whole["agent"]["reward_norm"]["count"] > 300
     rows = [_metric_rows(tmp_path / d / "metrics.csv") for d in ("whole", "cut")]
