@@ -45,8 +45,11 @@ class ReplayBuffer:
         reward: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
+        done: np.ndarray | None = None,
     ) -> None:
-        """Append a batch of n transitions (leading dimension n), wrapping around at capacity."""
+        """Append a batch of n transitions (leading dimension n), wrapping around at capacity.
+        `done` (terminated or truncated, per row) tells where episodes end: this buffer does
+        not need it, sac.her's does, so the trainer passes it to either."""
         n = len(obs)
         if n > self.capacity:  # only the newest `capacity` survive anyway
             obs, action, reward, next_obs, terminated = (
@@ -66,6 +69,11 @@ class ReplayBuffer:
                 store[: n - first] = value[first:]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def restart_episodes(self) -> None:
+        """A resume restarts the envs' episodes in progress: the transitions stored of them
+        stay as they are here (each is whole); sac.her's buffer, which samples by episode,
+        closes them off."""
 
     def sample(self, batch_size: int, num_batches: int | None = None) -> Batch:
         """Uniform sample with replacement; indices are drawn on the device. With

@@ -94,16 +94,18 @@ class HerReplayBuffer(ReplayBuffer):
         return self._count
 
     # ----------------------------------------------------------------------------- add
-    def add(  # type: ignore[override]
+    def add(
         self,
         obs: np.ndarray,
         action: np.ndarray,
         reward: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
-        done: np.ndarray,
+        done: np.ndarray | None = None,
     ) -> None:
         """One vector step: a row per env, and `done` (terminated or truncated) per env."""
+        if done is None:
+            raise ValueError("HerReplayBuffer.add needs `done`: it keeps whole episodes")
         n = self.num_envs
         done = np.asarray(done, dtype=bool).reshape(-1)
         if len(obs) != n or len(done) != n:

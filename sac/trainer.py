@@ -276,10 +276,7 @@ class Trainer:
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         ended = np.logical_or(tr.terminated, tr.truncated)
-        if isinstance(self.buffer, HerReplayBuffer):  # it keeps episodes: tell it where they end
-            self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, ended)
-        else:
-            self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated)
+        self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, ended)
         # The normalisation statistics (agent.obs_norm) cover the obs of every stored
         # transition: each state acted in, once. The buffer keeps the raw observations.
         self.agent.update_obs_norm(torch.as_tensor(tr.obs))
@@ -434,10 +431,9 @@ class Trainer:
             self.cfg.env.id,
         )
         self.step, self.episodes = counters.step, counters.episodes
-        if isinstance(self.buffer, HerReplayBuffer):
-            # The runner restarts the episodes in progress from their seeds, so their stored
-            # beginnings are left unfinished, never sampled.
-            self.buffer.restart_episodes()
+        # The runner restarts the episodes in progress from their seeds (HER's buffer then
+        # leaves their stored beginnings unfinished, never sampled).
+        self.buffer.restart_episodes()
         # (checkpoints before per-episode seeds: every env starts a new episode number)
         self.env_episodes = counters.env_episodes or [counters.episodes] * self.cfg.env.num_envs
         if counters.last_eval is not None:
