@@ -9,13 +9,24 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sac import losses, simbav2
+from sac.augment import random_shift
 from sac.config import AgentConfig
 from sac.errors import SACError
 from sac.losses import Batch
-from sac.networks import BatchRenorm, EnsembleCritic, GSDEActor, SquashedGaussianActor
+from sac.networks import (
+    BatchRenorm,
+    EncodedCritic,
+    EnsembleCritic,
+    GSDEActor,
+    PixelEncoder,
+    SquashedGaussianActor,
+    conv_output_size,
+    feature_head,
+    mlp,
+)
 from sac.obs_norm import ObsNormalizer
 from sac.reward_norm import RewardNormalizer
 from sac.simbav2 import SimbaV2ActorNet, SimbaV2Critic
@@ -52,12 +63,29 @@ class SAC:
     actor update, gSDE, running observation normalisation (`obs_norm`); SimbaV2's
     hyperspherical networks (kept on the sphere after every optimizer step), categorical
     critics, reward scaling and learning-rate decay.
+
+    Image observations (an `obs_shape` of (C, H, W), uint8) go through a convolutional encoder
+    shared by the critics and trained by the critic loss only; the actor sees its features
+    detached; every sampled batch is randomly shifted (DrQ, Kostrikov et al. 2021).
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, cfg: AgentConfig, device: torch.device | str = "cpu"
+        self,
+        obs_shape: int | tuple[int, ...],
+        act_dim: int,
+        cfg: AgentConfig,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self.obs_dim = obs_dim
+        self.obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.pixels = len(self.obs_shape) == 3
+        if not (self.pixels or len(self.obs_shape) == 1):
+            raise SACError(
+                f"observations of shape {self.obs_shape}: SAC takes vectors (dim,) or images "
+                "(channels, height, width)"
+            )
+        encoder = self._pixel_encoder(cfg) if self.pixels else None
+        # what the actor and the critics' MLPs take: the observation, or the image features
+        obs_dim = cfg.encoder_features if encoder is not None else self.obs_shape[0]
         self.act_dim = act_dim
         self.cfg = cfg
         self.device = torch.device(device)
@@ -100,11 +128,22 @@ class SAC:
                 cfg.log_std_min,
                 cfg.log_std_max,
                 cfg.actor_batch_norm,
+                # images: the actor's own feature head on the encoder's detached output (DrQ)
+                net=(
+                    nn.Sequential(
+                        feature_head(encoder.out_dim, obs_dim),
+                        mlp(obs_dim, list(cfg.hidden_sizes), 2 * act_dim, cfg.actor_batch_norm),
+                    )
+                    if encoder is not None
+                    else None
+                ),
             ).to(self.device)
         if cfg.network == "mlp":
             self.critic = EnsembleCritic(
                 obs_dim, act_dim, critic_sizes, cfg.num_critics, cfg.critic_norm, cfg.critic_dropout
             ).to(self.device)
+        if encoder is not None:  # (the target critics below copy the encoder too)
+            self.critic = EncodedCritic(encoder, obs_dim, self.critic).to(self.device)
         self.critic_target = (
             copy.deepcopy(self.critic).requires_grad_(False) if cfg.target_networks else None
         )
@@ -147,12 +186,42 @@ class SAC:
         # [actor loss, alpha loss, entropy] of the latest actor step, reported in between.
         self.actor_metrics = torch.zeros(3, device=self.device)
 
+    def _pixel_encoder(self, cfg: AgentConfig) -> PixelEncoder:
+        """The image encoder, after checking what it needs of the image and the config."""
+        if cfg.network != "mlp" or not cfg.target_networks or cfg.obs_norm or cfg.gsde:
+            raise SACError(
+                "image observations (env.pixels=true) take agent.network=mlp with "
+                "agent.target_networks=true, agent.obs_norm=false and agent.gsde=false "
+                "(DrQ's agent: agent=drq)"
+            )
+        channels, height, width = self.obs_shape
+        if min(conv_output_size(height, width, cfg.encoder_layers)) < 1:
+            raise SACError(
+                f"images of {height}x{width} are too small for agent.encoder_layers="
+                f"{cfg.encoder_layers} 3x3 convolutions; use a larger env.image_size or fewer "
+                "layers"
+            )
+        return PixelEncoder((channels, height, width), cfg.encoder_filters, cfg.encoder_layers)
+
+    @property
+    def encoder(self) -> PixelEncoder | None:
+        """The critics' image encoder, None for vector observations."""
+        return self.critic.encoder if isinstance(self.critic, EncodedCritic) else None
+
+    def actor_input(self, obs: Tensor) -> Tensor:
+        """What the actor takes of (normalised) observations: the observations themselves, or
+        for images the critics' convolutional features, detached so that the actor loss does
+        not train the encoder (DrQ)."""
+        encoder = self.encoder
+        return obs if encoder is None else encoder(obs).detach()
+
     # ----------------------------------------------------------------------------- acting
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """Actions in [-1, 1] for a batch of raw observations (no graph is built)."""
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
+        obs = self.actor_input(obs)
         if deterministic:
             return self.actor.deterministic(obs)
         return self.actor.sample_action(obs)
@@ -179,6 +248,17 @@ class SAC:
             return batch
         return batch._replace(obs=self.obs_norm(batch.obs), next_obs=self.obs_norm(batch.next_obs))
 
+    def augmented(self, batch: Batch) -> Batch:
+        """Image observations: obs and next_obs each shifted at random by up to
+        `augment_pad` pixels (DrQ), as floats; the batch itself for vectors. Every update path
+        calls it once, after `normalized` (this `update`, and sac.compiled's one graph)."""
+        if not self.pixels or self.cfg.augment_pad == 0:
+            return batch
+        pad = self.cfg.augment_pad
+        return batch._replace(
+            obs=random_shift(batch.obs, pad), next_obs=random_shift(batch.next_obs, pad)
+        )
+
     def update(
         self,
         batch: Batch,
@@ -193,7 +273,7 @@ class SAC:
         `self.critic_loss` / `self.actor_loss` (sac.compiled passes compiled versions).
         `batch` holds raw observations and rewards (see `normalized`, `scaled_rewards`).
         """
-        batch = self.scaled_rewards(self.normalized(batch))
+        batch = self.scaled_rewards(self.augmented(self.normalized(batch)))
         self.set_learning_rates(self.num_updates + 1)
         alpha = self.log_alpha.detach().exp()
         loss, q_mean, target_q_mean = self._minimise(
@@ -300,7 +380,7 @@ class SAC:
         critic with the smaller mean (SimbaV2's code), each atom moved to its soft TD target
         and projected back onto the atoms."""
         assert isinstance(self.critic_target, SimbaV2Critic)
-        next_action, next_log_prob = self.actor(batch.next_obs)
+        next_action, next_log_prob = self.actor(self.actor_input(batch.next_obs))
         next_q, next_log_probs = self.critic_target.distribution(batch.next_obs, next_action)
         next_probs = losses.min_mean_distribution(next_q, next_log_probs.exp())
         v_max = self.cfg.critic_v_max
@@ -322,7 +402,7 @@ class SAC:
         # No target networks (CrossQ): (s, a) and (s', a') go through the live critics as one
         # batch, so batch norm normalises both with the same statistics; y carries no gradient.
         with torch.no_grad():
-            next_action, next_log_prob = self.actor(batch.next_obs)
+            next_action, next_log_prob = self.actor(self.actor_input(batch.next_obs))
         n = batch.obs.shape[0]
         q_all = self.critic(
             torch.cat([batch.obs, batch.next_obs]), torch.cat([batch.action, next_action])
@@ -337,7 +417,8 @@ class SAC:
     def td_target(self, batch: Batch, alpha: Tensor) -> Tensor:
         """y from the target critics at a' sampled fresh from the current policy."""
         assert self.critic_target is not None, "td_target needs target networks"
-        next_action, next_log_prob = self.actor(batch.next_obs)
+        # a' from the live encoder's features, Q' from the target critics' own encoder
+        next_action, next_log_prob = self.actor(self.actor_input(batch.next_obs))
         next_q = self.critic_target(batch.next_obs, next_action)
         next_q = losses.random_subset(next_q, self.cfg.target_subset)
         return losses.td_target(
@@ -345,9 +426,15 @@ class SAC:
         )
 
     def actor_loss(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
-        """J_pi and log pi(a|s); Q is the min (SAC) or mean (REDQ) over the critics."""
-        action, log_prob = self.actor(obs)
-        q_pi = losses.combine_critics(self.critic(obs, action), self.cfg.actor_q)
+        """J_pi and log pi(a|s); Q is the min (SAC) or mean (REDQ) over the critics. With
+        images, actor and critic heads see the encoder's features detached (DrQ)."""
+        features = self.actor_input(obs)
+        action, log_prob = self.actor(features)
+        if isinstance(self.critic, EncodedCritic):
+            q = self.critic.heads(features, action)
+        else:
+            q = self.critic(obs, action)
+        q_pi = losses.combine_critics(q, self.cfg.actor_q)
         return losses.actor_loss(q_pi, log_prob, alpha), log_prob
 
     @contextmanager
@@ -406,7 +493,7 @@ class SAC:
     @classmethod
     def from_state(
         cls,
-        obs_dim: int,
+        obs_shape: int | tuple[int, ...],
         act_dim: int,
         cfg: AgentConfig,
         state: dict[str, Any],
@@ -415,8 +502,8 @@ class SAC:
     ) -> SAC:
         """An agent built for `state` (a `state_dict`) and loaded from it; ValueError, before
         anything is allocated, if its networks are not the shapes `cfg` gives them."""
-        check_state_shapes(obs_dim, act_dim, cfg, state, actor_only)
-        agent = cls(obs_dim, act_dim, cfg, device)
+        check_state_shapes(obs_shape, act_dim, cfg, state, actor_only)
+        agent = cls(obs_shape, act_dim, cfg, device)
         agent.load_state_dict(state, actor_only)
         return agent
 
@@ -453,14 +540,18 @@ class SAC:
 
 
 def check_state_shapes(
-    obs_dim: int, act_dim: int, cfg: AgentConfig, state: dict[str, Any], actor_only: bool = False
+    obs_shape: int | tuple[int, ...],
+    act_dim: int,
+    cfg: AgentConfig,
+    state: dict[str, Any],
+    actor_only: bool = False,
 ) -> None:
     """Raise ValueError unless the networks in `state` (a `state_dict`) have the shapes that
-    SAC(obs_dim, act_dim, cfg) gives them. The agent is built on the meta device, which
+    SAC(obs_shape, act_dim, cfg) gives them. The agent is built on the meta device, which
     allocates nothing, so a damaged or crafted config asking for huge networks (where the
     tensors are small) is refused before they exist."""
     with torch.device("meta"):
-        expected = SAC(obs_dim, act_dim, cfg, "meta").state_dict()
+        expected = SAC(obs_shape, act_dim, cfg, "meta").state_dict()
     for part in ("actor",) if actor_only else ("actor", "critic", "critic_target"):
         if expected[part] is None:  # no target networks
             continue

@@ -1,7 +1,8 @@
 """Faster ways to run the agent's update, chosen once per run: torch.compile of the two losses,
 the whole update as one compiled graph, CUDA graphs, K updates per call, and the fallback to
 eager when compiled code fails. Each runs the maths of sac.agent and sac.losses, unchanged,
-on the batch SAC.normalized gives (raw observations through the current normalisation).
+on the batch SAC.normalized and SAC.augmented give (raw observations through the current
+normalisation; images randomly shifted).
 
     updater = make_updater(agent, compile=True)   # or cudagraphs=True on CUDA
     metrics = updater.update(batch)                # what agent.update(batch) returns
@@ -325,7 +326,7 @@ class OneGraph:
         agent = self.agent
         # First, as in SAC.update. Inside the graph the normalisation statistics are buffers it
         # reads at each call (inputs, updated in place between calls), never constants.
-        batch = agent.normalized(batch)
+        batch = agent.augmented(agent.normalized(batch))
         critic_adam, actor_adam, alpha_adam = self._adam
         batch = agent.scaled_rewards(batch)
         alpha = agent.log_alpha.exp()

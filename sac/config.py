@@ -111,11 +111,22 @@ class AgentConfig:
     lr_end: float | None = None  # None: constant learning rates; else all three decay linearly
     lr_decay_steps: int = 0  # to lr_end over the updates of this many env steps
     target_entropy_per_dim: float = -1.0  # target_entropy null: this times dim(A)
+    # Image observations (env.pixels=true; agent=drq): a convolutional encoder shared by the
+    # critics (DrQ, Kostrikov et al. 2021), its features detached for the actor
+    encoder_features: int = 50  # the encoder's output size (DrQ's feature_dim)
+    encoder_filters: int = 32  # channels of each 3x3 convolution
+    encoder_layers: int = 4  # convolutions: the first of stride 2, the rest of stride 1
+    augment_pad: int = 4  # DrQ's random shift of every sampled image by up to this many pixels; 0: off
 
     def __post_init__(self) -> None:
         _require(
             [
                 (self.batch_size > 0, "agent.batch_size must be > 0"),
+                (
+                    min(self.encoder_features, self.encoder_filters, self.encoder_layers) >= 1,
+                    "agent.encoder_features, encoder_filters and encoder_layers must be >= 1",
+                ),
+                (self.augment_pad >= 0, "agent.augment_pad must be >= 0 (0: no augmentation)"),
                 (self.buffer_size > 0, "agent.buffer_size must be > 0"),
                 (self.warmup_steps >= 0, "agent.warmup_steps must be >= 0"),
                 (self.updates_per_step >= 0, "agent.updates_per_step must be >= 0"),

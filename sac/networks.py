@@ -1,5 +1,5 @@
-"""Networks: an MLP, the tanh-squashed Gaussian actor (and its gSDE variant) and N critics as
-one batched module.
+"""Networks: an MLP, the tanh-squashed Gaussian actor (and its gSDE variant), N critics as
+one batched module, and the convolutional encoder of image observations.
 Architecture only: sac.kernels holds the CPU kernel swapped in where it pays."""
 
 from __future__ import annotations
@@ -324,3 +324,60 @@ class EnsembleLayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         return torch.addcmul(self.bias, x, self.weight)
+
+
+
+class PixelEncoder(nn.Module):
+    """The convolutional encoder of SAC-AE and DrQ (Yarats et al. 2021; Kostrikov, Yarats and
+    Fergus 2021): uint8 images (B, C, H, W), C the stacked frames' channels, scaled to [0, 1],
+    through `layers` 3x3 convolutions of `filters` channels (stride 2, then 1) with ReLUs, to
+    flat features (B, out_dim). 84x84 inputs give 35x35 maps. Critics and actor each put a
+    FeatureHead of their own on it (DrQ)."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], filters: int = 32, layers: int = 4) -> None:
+        super().__init__()
+        channels, height, width = obs_shape
+        convs: list[nn.Module] = []
+        for i in range(layers):
+            convs += [nn.Conv2d(channels if i == 0 else filters, filters, 3, 2 if i == 0 else 1)]
+            convs += [nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*convs)
+        h, w = conv_output_size(height, width, layers)
+        self.out_dim = filters * h * w
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.convs(obs.float() / 255.0).flatten(1)
+
+
+def conv_output_size(height: int, width: int, layers: int) -> tuple[int, int]:
+    """The (height, width) of PixelEncoder's last feature map: a 3x3 convolution of stride 2,
+    then `layers` - 1 of stride 1, none padded; 0 or less where the image is too small."""
+
+    def size(n: int) -> int:
+        return (n - 3) // 2 + 1 - 2 * (layers - 1)
+
+    return size(height), size(width)
+
+
+def feature_head(in_dim: int, features: int) -> nn.Sequential:
+    """DrQ's head on the convolutional features: linear, LayerNorm, tanh."""
+    return nn.Sequential(nn.Linear(in_dim, features), nn.LayerNorm(features), nn.Tanh())
+
+
+class EncodedCritic(nn.Module):
+    """The critics of image observations: a PixelEncoder and a feature head shared by the N
+    critics (an EnsembleCritic on the head's output). The critic loss trains the encoder;
+    `heads` takes the encoder's features as they are (the actor loss passes them detached)."""
+
+    def __init__(self, encoder: PixelEncoder, features: int, critics: EnsembleCritic) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = feature_head(encoder.out_dim, features)
+        self.critics = critics
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.heads(self.encoder(obs), act)
+
+    def heads(self, conv_features: Tensor, act: Tensor) -> Tensor:
+        """Q_i, (N, B), of the encoder's output `conv_features`."""
+        return self.critics(self.head(conv_features), act)

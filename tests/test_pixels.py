@@ -1,0 +1,210 @@
+"""SAC from pixels (DrQ): the random shift, the convolutional encoder's place in the losses
+(trained by the critic loss only, the target critics on their own copy), and the update
+compiled as eager runs it."""
+
+import contextlib
+
+import pytest
+import torch
+import torch._inductor.config as inductor_config
+import torch.nn.functional as F
+
+from sac.agent import SAC
+from sac.augment import random_shift
+from sac.compiled import make_updater
+from sac.config import AgentConfig
+from sac.errors import SACError
+from sac.losses import Batch
+from sac.networks import EncodedCritic, conv_output_size
+
+SHAPE, ACT = (6, 20, 20), 2  # two stacked RGB frames of 20x20: 3x3 feature maps
+
+
+def make_agent(**overrides) -> SAC:
+    torch.manual_seed(0)
+    cfg = {"hidden_sizes": [32, 32], "encoder_filters": 8, "encoder_features": 16, **overrides}
+    return SAC(SHAPE, ACT, AgentConfig(**cfg))
+
+
+def make_batch(n: int = 16, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        torch.randint(0, 256, (n, *SHAPE), generator=g, dtype=torch.uint8),
+        torch.rand(n, ACT, generator=g) * 2 - 1,
+        torch.randn(n, generator=g),
+        torch.randint(0, 256, (n, *SHAPE), generator=g, dtype=torch.uint8),
+        (torch.rand(n, generator=g) < 0.2).float(),
+    )
+
+
+# ----------------------------------------------------------------------------- random shift
+def test_random_shift_is_a_crop_of_the_border_padded_image_within_the_padding():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 10, 12), dtype=torch.uint8)
+    pad = 3
+    shifted = random_shift(images, pad)
+    assert shifted.shape == images.shape and shifted.dtype == torch.float32
+    padded = F.pad(images.float(), (pad,) * 4, mode="replicate")
+    offsets = []
+    for image, out in zip(padded, shifted):
+        found = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(image[:, dy : dy + 10, dx : dx + 12], out)
+        ]
+        assert found, "the output is no crop of the padded image within the padding"
+        offsets.append(found[0])
+    # the samples get offsets of their own, and these cover the range
+    assert len(set(offsets)) > 20
+    assert {dy for dy, _ in offsets} == set(range(2 * pad + 1))
+
+
+def test_random_shift_without_padding_leaves_the_images_as_they_are():
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    torch.testing.assert_close(random_shift(images, 0), images.float(), rtol=0, atol=0)
+
+
+def test_the_update_augments_obs_and_next_obs_independently_per_sample():
+    agent = make_agent(augment_pad=2)
+    batch = make_batch()
+    # one image repeated: shifts that differ show up as different images
+    same = batch.obs[:1].expand_as(batch.obs).contiguous()
+    out = agent.augmented(batch._replace(obs=same, next_obs=same))
+    assert out.obs.dtype == torch.float32
+    assert len({tuple(x.flatten().tolist()) for x in out.obs}) > 1
+    assert not torch.equal(out.obs, out.next_obs)
+    # augment_pad=0: no augmentation at all
+    plain = make_agent(augment_pad=0)
+    assert plain.augmented(batch) is batch
+
+
+# ----------------------------------------------------------------------------- encoder
+def test_the_encoder_is_trained_by_the_critic_loss_and_not_by_the_actor_loss():
+    agent = make_agent()
+    batch = agent.augmented(make_batch())
+    alpha = agent.log_alpha.detach().exp()
+    encoder = list(agent.critic.encoder.parameters())
+
+    loss, _, _ = agent.critic_loss(batch, alpha)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder)
+    for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
+        p.grad = None
+
+    # not frozen, as in the update: the detach alone keeps the actor loss off the encoder
+    actor_loss, _ = agent.actor_loss(batch.obs, alpha)
+    actor_loss.backward()
+    assert all(p.grad is None for p in encoder)
+    assert agent.critic.head[0].weight.grad is not None  # (what the update's freezing is for)
+    # the actor's own head and MLP learn from it
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+
+
+def test_one_update_moves_the_encoder_only_through_the_critic_optimizer():
+    agent = make_agent()
+    actor_params = {id(p) for g in agent.actor_optim.param_groups for p in g["params"]}
+    critic_params = {id(p) for g in agent.critic_optim.param_groups for p in g["params"]}
+    encoder = [id(p) for p in agent.critic.encoder.parameters()]
+    assert set(encoder) <= critic_params and not set(encoder) & actor_params
+    before = [p.clone() for p in agent.critic.encoder.parameters()]
+    agent.update(make_batch())
+    assert all(not torch.equal(b, p) for b, p in zip(before, agent.critic.encoder.parameters()))
+
+
+def test_the_target_uses_the_target_critics_encoder_and_the_live_encoder_for_the_next_action():
+    agent = make_agent(augment_pad=0)
+    batch = make_batch()
+    alpha = torch.tensor(0.1)
+    torch.manual_seed(1)
+    y = agent.td_target(batch, alpha)
+    # changing the target encoder changes y ...
+    with torch.no_grad():
+        for p in agent.critic_target.encoder.parameters():
+            p.add_(0.05)
+    torch.manual_seed(1)
+    y_target_moved = agent.td_target(batch, alpha)
+    assert not torch.allclose(y, y_target_moved)
+    # ... and so does the live encoder, through a' ~ pi(.|s') on its features
+    with torch.no_grad():
+        for p in agent.critic.encoder.parameters():
+            p.add_(0.05)
+    torch.manual_seed(1)
+    assert not torch.allclose(agent.td_target(batch, alpha), y_target_moved)
+
+
+def test_polyak_moves_the_target_encoder_towards_the_encoder():
+    agent = make_agent(tau=0.5)
+    with torch.no_grad():
+        for p in agent.critic.encoder.parameters():
+            p.add_(1.0)
+    old = [p.clone() for p in agent.critic_target.encoder.parameters()]
+    agent.polyak_update()
+    for o, t, p in zip(old, agent.critic_target.encoder.parameters(), agent.critic.encoder.parameters()):
+        torch.testing.assert_close(t, 0.5 * o + 0.5 * p)
+
+
+def test_encoder_shapes_and_acting():
+    agent = make_agent()
+    assert isinstance(agent.critic, EncodedCritic)
+    assert conv_output_size(84, 84, 4) == (35, 35)  # DrQ's 35x35 maps of 84x84 frames
+    assert agent.critic.encoder.out_dim == 8 * 3 * 3
+    batch = make_batch(5)
+    assert agent.critic(batch.obs, batch.action).shape == (2, 5)
+    for deterministic in (True, False):
+        action = agent.act(batch.obs, deterministic=deterministic)
+        assert action.shape == (5, ACT) and action.abs().max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"network": "simbav2"}, "agent.network=mlp"),
+        ({"target_networks": False}, "agent.target_networks=true"),
+        ({"obs_norm": True}, "agent.obs_norm=false"),
+        ({"gsde": True}, "agent.gsde=false"),
+        ({"encoder_layers": 9}, "too small"),
+    ],
+)
+def test_image_observations_refuse_what_the_encoder_cannot_take(overrides, message):
+    with pytest.raises(SACError, match=message):
+        make_agent(**overrides)
+
+
+def test_a_state_of_another_image_size_is_refused_before_loading():
+    state = make_agent().state_dict()
+    with pytest.raises(ValueError, match="critic.encoder|actor.net"):
+        SAC.from_state((6, 24, 24), ACT, AgentConfig(hidden_sizes=[32, 32], encoder_filters=8,
+                                                   encoder_features=16), state)
+
+
+# ----------------------------------------------------------------------------- compiled
+@pytest.mark.slow
+@pytest.mark.parametrize("one_graph", [True, False], ids=["one-graph", "per-loss"])
+def test_compiled_pixel_update_matches_eager(monkeypatch, one_graph):
+    """compile=true runs the random shift and the encoder inside its graph(s) and gives the
+    eager update's numbers (a seed gives the same shifts and policy noise)."""
+    torch._dynamo.reset()
+    options = {"target_update_interval": 2, "actor_update_interval": 2}
+    eager, fast = make_agent(**options), make_agent(**options)
+    updater = make_updater(fast, compile=True)
+    if not one_graph:  # the per-loss path (what batch norm uses)
+        updater = make_updater(fast, compile=True)
+        updater.one_graph, updater._graph = False, None
+        updater._losses = (
+            torch.compile(fast.critic_loss, options={"fallback_random": True}),
+            torch.compile(fast.actor_loss, options={"fallback_random": True}),
+        )
+    patch = inductor_config.patch(fallback_random=True)
+    with patch if not one_graph else contextlib.nullcontext():
+        for step in range(4):
+            batch = make_batch(seed=step)
+            torch.manual_seed(100 + step)
+            want = eager.update(batch)
+            torch.manual_seed(100 + step)
+            got = updater.update(batch)
+            for name in want:
+                torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5)
+    assert updater.compiled
+    for p, q in zip(fast.critic.parameters(), eager.critic.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
