@@ -21,6 +21,9 @@ from sac.errors import SACError
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision's
 VECTORIZATIONS = ("sync", "async")
+# env.image_size bounds: DrQ's encoder (a stride-2 then three 3x3 convolutions) needs >= 15
+# pixels a side; the upper bound catches a typo before a buffer of huge frames is allocated.
+IMAGE_SIZE_MIN, IMAGE_SIZE_MAX = 16, 512
 HER_STRATEGIES = ("future", "final", "episode")  # sac.her.HerReplayBuffer's goal choices
 
 
@@ -42,12 +45,30 @@ class EnvConfig:
     # each action held for this many env steps (frames), rewards summed; every step count of
     # the run (total_steps, warm-up, evaluations, ...) counts frames, as the DMC literature does
     action_repeat: int = 1
+    # Pixels (DrQ-style SAC): observe the env's rendered RGB frames instead of its state
+    pixels: bool = False
+    image_size: int = 84  # frames are image_size x image_size (rendered so, or resized)
+    frame_stack: int = 3  # the observation stacks the last k frames: (3k, size, size) uint8
+    # MuJoCo and DMC envs only; None: the env's default (dm_control's -1, the free camera;
+    # DrQ and the pixel presets use 0)
+    camera_id: int | None = None
 
     def __post_init__(self) -> None:
         _require(
             [
                 (self.num_envs >= 1, "env.num_envs must be >= 1"),
                 (self.action_repeat >= 1, "env.action_repeat must be >= 1"),
+                (
+                    IMAGE_SIZE_MIN <= self.image_size <= IMAGE_SIZE_MAX,
+                    f"env.image_size must be in [{IMAGE_SIZE_MIN}, {IMAGE_SIZE_MAX}], "
+                    f"got {self.image_size} (84 is DrQ's)",
+                ),
+                (self.frame_stack >= 1, f"env.frame_stack must be >= 1, got {self.frame_stack}"),
+                (
+                    self.camera_id is None or self.camera_id >= -1,
+                    f"env.camera_id must be null, -1 (the free camera) or a camera index >= 0, "
+                    f"got {self.camera_id}",
+                ),
                 (
                     self.vectorization in VECTORIZATIONS,
                     f"env.vectorization must be 'sync' or 'async', got '{self.vectorization}'",

@@ -1,24 +1,33 @@
-"""Gymnasium adapters: checked, action-rescaled envs; vector envs; a runner that yields clean
-transitions (never one that spans a reset), seeds every episode and counts finished ones; the
-goal API of goal-conditioned envs (where the goals lie in the flat observation, their reward)."""
+"""Gymnasium adapters: checked, action-rescaled envs (observing the state, or rendered frames
+with `PixelSpec`); vector envs; a runner that yields clean transitions (never one that spans a
+reset), seeds every episode and counts finished ones; the goal API of goal-conditioned envs
+(where the goals lie in the flat observation, their reward)."""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import _find_spec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
+from sac.config import EnvConfig
 from sac.errors import SACError
 from sac.seeding import env_seed
+from sac.video import headless_rendering
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # Env id prefixes whose envs are registered by importing a package (an optional extra of sac):
 # (prefix, module, extra). A fixed table: env ids never name the module to import here.
@@ -31,6 +40,33 @@ BUILD_FAILURES = {
 }
 # The keys of a goal-conditioned env's observation dict (the Gymnasium-Robotics goal API).
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
+# What makes a machine without a screen render MuJoCo and DMC frames.
+RENDER_FIX = (
+    "to render without a screen set MUJOCO_GL=egl and install the EGL and OpenGL libraries "
+    "(Debian: apt-get install libegl1 libgl1), or MUJOCO_GL=osmesa with libosmesa6"
+)
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """Observe rendered frames instead of the state: RGB frames of `size` x `size`, the last
+    `frame_stack` of them stacked channels-first, oldest first, as uint8 of shape
+    (3 * frame_stack, size, size)."""
+
+    size: int = 84
+    frame_stack: int = 3
+    camera_id: int | None = None  # MuJoCo and DMC envs only; None: the env's default camera
+
+    def __post_init__(self) -> None:
+        # EnvConfig's checks and messages, so make_env's callers get the same bounds as the CLI
+        EnvConfig(image_size=self.size, frame_stack=self.frame_stack, camera_id=self.camera_id)
+
+
+def pixel_spec(env_cfg: EnvConfig | DictConfig) -> PixelSpec | None:
+    """The PixelSpec of an env config (EnvConfig or its DictConfig); None without env.pixels."""
+    if not env_cfg.pixels:
+        return None
+    return PixelSpec(env_cfg.image_size, env_cfg.frame_stack, env_cfg.camera_id)
 
 
 def make_env(
@@ -38,20 +74,33 @@ def make_env(
     kwargs: dict[str, Any] | None = None,
     render_mode: str | None = None,
     action_repeat: int = 1,
+    pixels: PixelSpec | None = None,
 ) -> gym.Env:
     """gymnasium.make plus the checks and wrappers SAC needs.
 
     The returned env takes actions in [-1, 1]^dim(A) (mapped linearly to the env's bounds),
     gives flat float observations, and with `action_repeat` = k holds each action for k env
-    steps (frames), summing their rewards.
+    steps (frames), summing their rewards. With `pixels` it observes rendered frames instead
+    (uint8, (3 * pixels.frame_stack, pixels.size, pixels.size), oldest frame first), rendered
+    once per held action; it renders once here, so a machine that cannot render fails now.
     """
     kwargs = dict(kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     if action_repeat < 1:
         raise SACError(f"env.action_repeat must be >= 1, got {action_repeat}")
+    if pixels is not None:
+        if kwargs.get("render_mode") not in (None, "rgb_array"):
+            raise SACError(
+                f"env.pixels renders rgb_array frames; render_mode '{kwargs['render_mode']}' "
+                "cannot be used with it"
+            )
+        headless_rendering()  # before the env imports MuJoCo (a user's own MUJOCO_GL wins)
+        _load_mujoco_gl(env_id)
     _register_package(env_id)
     try:
+        if pixels is not None:
+            kwargs.update(_render_kwargs(env_id, kwargs, pixels))
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as e:
         raise SACError(
@@ -88,9 +137,13 @@ def make_env(
         env.close()
         raise SACError(f"env '{env_id}' has action shape {space.shape}; SAC needs a 1-D Box")
     if action_repeat > 1:
+        # inside the rendering: a held action is rendered once, after its last frame
         env = gym.wrappers.RepeatAction(env, action_repeat)
-    obs_space = env.observation_space
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+    if pixels is not None:
+        env = _observe_pixels(env, env_id, pixels)
+    elif not (
+        isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1
+    ):
         env = gym.wrappers.FlattenObservation(env)
     # The policy acts in [-1, 1]; this maps to [low, high] at the env boundary.
     ones = np.ones(space.shape, dtype=space.dtype)
@@ -115,6 +168,155 @@ def _register_package(env_id: str) -> None:
                 ) from None
 
 
+def _render_kwargs(env_id: str, kwargs: dict[str, Any], pixels: PixelSpec) -> dict[str, Any]:
+    """gymnasium.make's keyword arguments that make `env_id` render RGB frames of pixels.size
+    from pixels.camera_id: Shimmy's `render_kwargs` for DMC, `width`, `height` and `camera_id`
+    for Gymnasium's MuJoCo envs; any other env renders at its own size (resized after)."""
+    # gymnasium.make's own lookup (module:Env-v0 ids, unversioned ids), so both find one spec
+    entry_point = _find_spec(env_id).entry_point
+    creator = entry_point if callable(entry_point) else load_env_creator(entry_point)
+    # Loaded with the class of any Gymnasium MuJoCo env; looked up, not imported, so that
+    # Pendulum-v1 and other envs without MuJoCo never load MuJoCo's OpenGL backend.
+    mujoco_env = sys.modules.get("gymnasium.envs.mujoco.mujoco_env")
+    metadata = getattr(creator, "metadata", None)  # a class's; Shimmy's functions have none
+    if isinstance(metadata, dict) and "rgb_array" not in metadata.get("render_modes", []):
+        raise SACError(
+            f"env '{env_id}' cannot render rgb_array frames (its render modes: "
+            f"{metadata.get('render_modes', [])}); env.pixels=true needs an env that can"
+        )
+    size = {"width": pixels.size, "height": pixels.size}
+    camera = {} if pixels.camera_id is None else {"camera_id": pixels.camera_id}
+    if env_id.startswith("dm_control/"):
+        own: dict[str, Any] = {"render_kwargs": {**size, **camera}}
+    elif mujoco_env and isinstance(creator, type) and issubclass(creator, mujoco_env.MujocoEnv):
+        own = {**size, **camera}
+    elif pixels.camera_id is not None:
+        raise SACError(
+            f"env.camera_id picks a MuJoCo or DMC camera and '{env_id}' has none to pick; "
+            "set env.camera_id=null"
+        )
+    else:
+        own = {}
+    clash = sorted(set(own) & set(kwargs))
+    if clash:
+        raise SACError(
+            f"env.kwargs sets {', '.join(clash)}, which env.pixels sets from env.image_size and "
+            "env.camera_id; remove it from env.kwargs"
+        )
+    return {"render_mode": "rgb_array", **own}
+
+
+def _load_mujoco_gl(env_id: str) -> None:
+    """Import MuJoCo for a DMC or Gymnasium MuJoCo env: it loads the OpenGL backend MUJOCO_GL
+    names at import, and a wrong name or missing library is one line here, not a traceback."""
+    spec = gym.registry.get(env_id)
+    mujoco_entry = spec is not None and str(spec.entry_point).startswith("gymnasium.envs.mujoco")
+    if not (env_id.startswith("dm_control/") or mujoco_entry) or "mujoco" in sys.modules:
+        return
+    try:
+        importlib.import_module("mujoco")
+    except Exception as e:  # RuntimeError (a bad MUJOCO_GL), or a missing library's own error
+        detail = " ".join(str(e).split())[:200]
+        raise SACError(
+            f"env '{env_id}': MuJoCo cannot load its OpenGL backend for MUJOCO_GL="
+            f"{os.environ.get('MUJOCO_GL', '')} ({type(e).__name__}: {detail}); {RENDER_FIX}"
+        ) from None
+
+
+def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:
+    """`env` (rendering rgb_array frames) observing the stack of its last pixels.frame_stack
+    frames, channels-first, oldest first: uint8 of shape (3 * frame_stack, size, size)."""
+    camera = pixels.camera_id
+    ncam = _camera_count(env)
+    # checked before the first render: MuJoCo aborts the whole process on a bad camera id
+    if camera is not None and camera >= 0 and ncam is not None and camera >= ncam:
+        env.close()
+        ids = "no fixed camera" if ncam == 0 else f"fixed camera ids 0 to {ncam - 1}"
+        raise SACError(
+            f"env.camera_id={camera} but '{env_id}' has {ids}; set env.camera_id to "
+            f"{'' if ncam == 0 else 'one of them, '}-1 (the free camera) or null (the env's "
+            "default)"
+        )
+    env = _SquareFrames(env, env_id, pixels.size)
+    try:
+        # resets and renders once: a machine that cannot render fails here, not in training
+        env = gym.wrappers.AddRenderObservation(env, render_only=True)
+    except BaseException:
+        env.close()
+        raise
+    size, k = pixels.size, pixels.frame_stack
+    frame_space = gym.spaces.Box(0, 255, (3, size, size), np.uint8)
+    env = gym.wrappers.TransformObservation(env, _channels_first, frame_space)
+    # "reset" padding: the first observation of an episode repeats its first frame
+    env = gym.wrappers.FrameStackObservation(env, k, padding_type="reset")
+    return gym.wrappers.ReshapeObservation(env, (3 * k, size, size))
+
+
+def _camera_count(env: gym.Env) -> int | None:
+    """The fixed cameras of a Gymnasium MuJoCo or DMC env's model; None for other envs."""
+    base = env.unwrapped
+    physics = getattr(getattr(base, "_env", None), "physics", None)  # Shimmy's dm_control env
+    model = getattr(base if physics is None else physics, "model", None)
+    return int(model.ncam) if hasattr(model, "ncam") else None
+
+
+def _channels_first(frame: np.ndarray) -> np.ndarray:
+    return frame.transpose(2, 0, 1)
+
+
+class _SquareFrames(gym.Wrapper):
+    """Checks each rendered frame and resizes it to size x size where the env renders at a
+    size of its own (Pendulum-v1's 500 x 500); a failed render is one SACError line."""
+
+    def __init__(self, env: gym.Env, env_id: str, size: int) -> None:
+        super().__init__(env)
+        self.env_id, self.size = env_id, size
+
+    def render(self) -> np.ndarray:  # type: ignore[override]
+        try:
+            frame = self.env.render()
+        except Exception as e:  # MuJoCo's, EGL's, GLFW's, OSMesa's errors have no common type
+            detail = " ".join(str(e).split())[:200]
+            raise SACError(
+                f"env '{self.env_id}' failed to render a frame for env.pixels "
+                f"({type(e).__name__}: {detail}); {RENDER_FIX}"
+            ) from None
+        if not (
+            isinstance(frame, np.ndarray)
+            and frame.dtype == np.uint8
+            and frame.ndim == 3
+            and frame.shape[2] == 3
+        ):
+            got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else frame
+            raise SACError(
+                f"env '{self.env_id}' rendered {got}, not an RGB frame (uint8, height x width x "
+                f"3), for env.pixels; {RENDER_FIX}"
+            )
+        if frame.shape[:2] != (self.size, self.size):
+            frame = resize_frame(frame, self.size)
+        return frame
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """An (H, W, C) uint8 frame resized to (size, size, C) by area averaging (OpenCV's
+    INTER_AREA, without OpenCV): each output pixel is the mean of the input area it covers."""
+    rows = _area_weights(frame.shape[0], size)  # (size, H)
+    cols = _area_weights(frame.shape[1], size)  # (size, W)
+    out = np.einsum("ih,hwc,jw->ijc", rows, frame.astype(np.float32), cols, optimize=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights: row i is the share of each input pixel in output pixel i's span
+    [i, i + 1) * n_in / n_out, normalised to sum to 1."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    start = np.arange(n_in)
+    overlap = np.minimum(edges[1:, None], start + 1) - np.maximum(edges[:-1, None], start)
+    weights = np.clip(overlap, 0, None).astype(np.float32)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
     """The env's own action bounds (float32): what make_env's RescaleAction maps [-1, 1] onto."""
     if not isinstance(env, gym.wrappers.RescaleAction):  # make_env's outermost wrapper
@@ -129,6 +331,7 @@ def make_vector_env(
     num_envs: int,
     vectorization: str = "sync",
     action_repeat: int = 1,
+    pixels: PixelSpec | None = None,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `make_env`, with autoreset disabled: EnvRunner resets them."""
     if num_envs < 1:
@@ -141,16 +344,21 @@ def make_vector_env(
     else:
         raise SACError(f"env.vectorization must be 'sync' or 'async', got '{vectorization}'")
     # fail here, in this process, with a clear message
-    make_env(env_id, kwargs, action_repeat=action_repeat).close()
+    make_env(env_id, kwargs, action_repeat=action_repeat, pixels=pixels).close()
     build = _make_worker_env if vectorization == "async" else make_env
     fns = [
-        functools.partial(build, env_id, kwargs, action_repeat=action_repeat)
+        functools.partial(build, env_id, kwargs, action_repeat=action_repeat, pixels=pixels)
         for _ in range(num_envs)
     ]
     return make_vec(fns, autoreset_mode=AutoresetMode.DISABLED)
 
 
-def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None, action_repeat: int = 1) -> gym.Env:
+def _make_worker_env(
+    env_id: str,
+    kwargs: dict[str, Any] | None,
+    action_repeat: int = 1,
+    pixels: PixelSpec | None = None,
+) -> gym.Env:
     """make_env inside an AsyncVectorEnv worker process. Ctrl-C and SIGTERM reach the whole
     process group (SLURM's SIGUSR2 every process of the job step); the workers ignore them so
     that the trainer can finish its step, checkpoint and close the envs itself. A forked worker
@@ -158,14 +366,21 @@ def _make_worker_env(env_id: str, kwargs: dict[str, Any] | None, action_repeat: 
     for sig in ("SIGINT", "SIGTERM", "SIGUSR2"):
         if hasattr(signal, sig):  # no SIGUSR2 on Windows
             signal.signal(getattr(signal, sig), signal.SIG_IGN)
-    return make_env(env_id, kwargs, action_repeat=action_repeat)
+    return make_env(env_id, kwargs, action_repeat=action_repeat, pixels=pixels)
 
 
 def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:
-    """(obs_dim, act_dim) of a single env or of one member of a vector env."""
-    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    """(obs_dim, act_dim) of a single env or of one member of a vector env; obs_dim is the
+    size of the observation flattened (3k * size * size for pixels)."""
     act_space = getattr(env, "single_action_space", env.action_space)
-    return int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
+    return int(np.prod(obs_shape(env))), int(np.prod(act_space.shape))
+
+
+def obs_shape(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, ...]:
+    """The shape of one observation of a single env or of one member of a vector env:
+    (obs_dim,) for a state, (3 * frame_stack, size, size) for pixels."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    return tuple(int(n) for n in obs_space.shape)
 
 
 @dataclass(frozen=True)
@@ -247,9 +462,13 @@ class EnvRunner:
                 f"{len(self.episodes)} saved episode counts for {self.num_envs} envs; resume "
                 "with the env.num_envs the run was started with"
             )
+        # uint8 frames stay uint8 (a quarter of float32's memory; the buffer stores them so),
+        # any other observation becomes float32
+        uint8 = envs.single_observation_space.dtype == np.uint8
+        self.obs_dtype = np.dtype(np.uint8 if uint8 else np.float32)
         seeds = [env_seed(seed, i, int(k)) for i, k in enumerate(self.episodes)]
         obs, _ = envs.reset(seed=seeds)
-        self.obs = np.asarray(obs, dtype=np.float32)
+        self.obs = np.asarray(obs, dtype=self.obs_dtype)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
@@ -259,7 +478,7 @@ class EnvRunner:
             self.obs,
             action,
             np.asarray(reward, dtype=np.float32),
-            np.asarray(next_obs, dtype=np.float32),
+            np.asarray(next_obs, dtype=self.obs_dtype),
             np.asarray(terminated),
             np.asarray(truncated),
         )
@@ -278,7 +497,7 @@ class EnvRunner:
                 for i, (k, d) in enumerate(zip(self.episodes, done))
             ]
             next_obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": done})
-        self.obs = np.asarray(next_obs, dtype=np.float32)
+        self.obs = np.asarray(next_obs, dtype=self.obs_dtype)
         return out
 
     def close(self) -> None:

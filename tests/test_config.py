@@ -34,6 +34,17 @@ EXPECTED_IDS = {
             "humanoid-walk",
         )
     },
+    **{
+        f"dmc_{task.replace('-', '_')}_pixels": f"dm_control/{task}-v0"
+        for task in (
+            "cartpole-swingup",
+            "walker-walk",
+            "cheetah-run",
+            "finger-spin",
+            "reacher-easy",
+            "ball_in_cup-catch",
+        )
+    },
     "fetch_reach": "FetchReach-v4",
     "fetch_push": "FetchPush-v4",
 }
