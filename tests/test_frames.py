@@ -335,53 +335,47 @@ def test_sampling_is_reproducible_by_seed_and_refuses_an_empty_buffer():
         FrameReplayBuffer(10, (2 * C, H, W), 2, A, num_envs=1, device="cpu").sample(4)
 
 
-def _damaged() -> list[tuple[str, Any]]:
-    _, buf = _filled(3, 8, 40)
-    state = buf.state_dict()
+def _without(state: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != key}
 
-    def changed(**kw):
-        s = dict(state)
-        for key, value in kw.items():
-            if value is None:
-                del s[key]
-            else:
-                s[key] = value
-        return s
 
+def _aged(state: dict[str, Any], change: str) -> torch.Tensor:
     age = state["age"].clone()
-    age[5] = 4  # above frame_stack
-    chain = state["age"].clone()
-    i = int(torch.nonzero(chain == 2)[0])
-    chain[i] = 3  # a step skipped
-    return [
-        ("not a dict", [1, 2]),
-        ("missing frames", changed(frames=None)),
-        ("missing capacity", changed(capacity=None)),
-        ("capacity a float", changed(capacity=24.0)),
-        ("capacity not a multiple", changed(capacity=25)),
-        ("ring too small", changed(capacity=9)),
-        ("frames float", changed(frames=state["frames"].float())),
-        ("frames 3-d", changed(frames=state["frames"][:, 0])),
-        ("action float64", changed(action=state["action"].double())),
-        ("frames a string", changed(frames="frames")),
-        ("one row short", changed(reward=state["reward"][:-1])),
-        ("frames rows", changed(frames=state["frames"][:-2])),
-        ("written too long", changed(written=torch.zeros(4, dtype=torch.int64))),
-        ("written negative", changed(written=state["written"] * -1)),
-        ("written inconsistent", changed(written=state["written"].clamp(max=5))),
-        ("age above k", changed(age=age)),
-        ("ages skip", changed(age=chain)),
-        ("terminated 0.5", changed(terminated=state["terminated"] + 0.5)),
-        ("generator int64", changed(generator=state["generator"].long())),
-        (
-            "open with nothing",
-            changed(
-                written=torch.zeros(3, dtype=torch.int64),
-                open=torch.ones(3, dtype=torch.bool),
-                **{f: state[f][:0] for f in ("frames", "age", "action", "reward", "terminated")},
-            ),
-        ),
-    ]
+    if change == "above k":
+        age[5] = 4
+    else:  # an age 2 made 3: it no longer follows its predecessor's age 1
+        age[int(torch.nonzero(age == 2)[0])] = 3
+    return age
+
+
+def _emptied(state: dict[str, Any]) -> dict[str, Any]:
+    fields = ("frames", "age", "action", "reward", "terminated")
+    return {**state, **{f: state[f][:0] for f in fields}, "written": torch.zeros(3).long()}
+
+
+# name: (damage done to a real state of 3 envs, frame_stack 3, rings of 8; what the phrase names)
+DAMAGES = {
+    "not a dict": (lambda s: list(s), "dictionary"),
+    "missing frames": (lambda s: _without(s, "frames"), "frames"),
+    "missing capacity": (lambda s: _without(s, "capacity"), "capacity"),
+    "capacity a float": (lambda s: {**s, "capacity": 24.0}, "capacity"),
+    "capacity not a multiple": (lambda s: {**s, "capacity": 25}, "capacity"),
+    "ring too small": (lambda s: {**s, "capacity": 9}, "capacity"),
+    "frames float": (lambda s: {**s, "frames": s["frames"].float()}, "frames"),
+    "frames 3-d": (lambda s: {**s, "frames": s["frames"][:, 0]}, "frames"),
+    "frames a string": (lambda s: {**s, "frames": "frames"}, "frames"),
+    "action float64": (lambda s: {**s, "action": s["action"].double()}, "action"),
+    "a reward short": (lambda s: {**s, "reward": s["reward"][:-1]}, "reward"),
+    "frames short": (lambda s: {**s, "frames": s["frames"][:-2]}, "frames"),
+    "written per env": (lambda s: {**s, "written": torch.zeros(4).long()}, "written"),
+    "written negative": (lambda s: {**s, "written": -s["written"]}, "negative"),
+    "written and rows": (lambda s: {**s, "written": s["written"].clamp(max=5)}, "written"),
+    "age above k": (lambda s: {**s, "age": _aged(s, "above k")}, "above frame_stack"),
+    "ages skip": (lambda s: {**s, "age": _aged(s, "skip")}, "count up"),
+    "terminated 0.5": (lambda s: {**s, "terminated": s["terminated"] + 0.5}, "terminated"),
+    "generator int64": (lambda s: {**s, "generator": s["generator"].long()}, "generator"),
+    "open with no frames": (lambda s: {**_emptied(s), "open": torch.ones(3).bool()}, "open"),
+}
 
 
 @pytest.mark.parametrize("steps", [0, 5, 40])
@@ -389,13 +383,16 @@ def test_state_problem_accepts_real_states(steps):
     assert FrameReplayBuffer.state_problem(_filled(3, 8, steps)[1].state_dict()) is None
 
 
-@pytest.mark.parametrize("name, state", _damaged(), ids=[d[0] for d in _damaged()])
-def test_state_problem_names_damage_and_load_refuses_it(name, state):
-    problem = FrameReplayBuffer.state_problem(state)
-    assert isinstance(problem, str) and problem
+@pytest.mark.parametrize("name", DAMAGES)
+def test_state_problem_names_damage_and_load_refuses_it(name):
+    state = _filled(3, 8, 40)[1].state_dict()
+    damage, phrase = DAMAGES[name]
+    damaged = damage(state)
+    problem = FrameReplayBuffer.state_problem(damaged)
+    assert isinstance(problem, str) and phrase in problem
     buf = FrameReplayBuffer(24, (9, H, W), 3, A, num_envs=3, device="cpu")
     with pytest.raises(ValueError, match="saved frame buffer"):
-        buf.load_state_dict(state)
+        buf.load_state_dict(damaged)
 
 
 @pytest.mark.parametrize("junk", [None, 3, "state", {"capacity": True}, {"frames": object()}])
