@@ -23,8 +23,8 @@ every other one a step closer to the overwrite; the entry m places after the wri
 dropped when its capped age equals m (m = 1..k). A bool mask on the device marks the sampleable
 entries; sampling draws u uniform in [0, len) with the buffer's generator and takes the entry
 whose inclusive cumulative mask count first exceeds u (torch.searchsorted): exact, uniform,
-reproducible, no host sync. The cumulative count is rebuilt once after each add, O(capacity)
-on the device.
+reproducible, no host sync. The first sample after an add rebuilds the cumulative count,
+O(capacity) on the device; everything else a sample does is O(batch).
 
 Checks in `add`, always on (they compare host arrays of the step's own size): shapes and dtypes;
 that a new episode's obs is a reset stack (k equal frames), that a continuing episode's obs
@@ -98,14 +98,16 @@ class FrameReplayBuffer:
         self.act_dim = act_dim
         self.device = torch.device(device)
         # Entry (env i, slot s) is row i * ring + s of every store.
+        # Only `valid` needs a value up front: no entry is read before it is written (empty
+        # leaves the pages of a large buffer unclaimed until then).
         on = {"device": self.device}
-        self.frames = torch.zeros(self.capacity, *self.frame_shape, dtype=torch.uint8, **on)
-        self.age = torch.zeros(self.capacity, dtype=torch.uint8, **on)
-        self.action = torch.zeros(self.capacity, act_dim, dtype=torch.float32, **on)
-        self.reward = torch.zeros(self.capacity, dtype=torch.float32, **on)
-        self.terminated = torch.zeros(self.capacity, dtype=torch.float32, **on)
+        self.frames = torch.empty(self.capacity, *self.frame_shape, dtype=torch.uint8, **on)
+        self.age = torch.empty(self.capacity, dtype=torch.uint8, **on)
+        self.action = torch.empty(self.capacity, act_dim, dtype=torch.float32, **on)
+        self.reward = torch.empty(self.capacity, dtype=torch.float32, **on)
+        self.terminated = torch.empty(self.capacity, dtype=torch.float32, **on)
         self.valid = torch.zeros(self.capacity, dtype=torch.bool, **on)
-        self._cum = torch.zeros(self.capacity, dtype=torch.int64, **on)  # cumsum of valid
+        self._cum = torch.empty(self.capacity, dtype=torch.int64, **on)  # cumsum of valid
         self._cum_stale = False
         # Host copies of what add() decides with, so it never reads the device.
         self._age = np.zeros((num_envs, ring), dtype=np.uint8)
@@ -150,9 +152,10 @@ class FrameReplayBuffer:
                 raise ValueError(
                     f"{name} must be uint8 of shape {(n, *self.obs_shape)}, got {x.dtype} {x.shape}"
                 )
-        action = np.asarray(action, dtype=np.float32).reshape(n, -1)
-        if action.shape[1] != self.act_dim:
+        action = np.asarray(action, dtype=np.float32)
+        if action.size != n * self.act_dim:
             raise ValueError(f"action must have shape {(n, self.act_dim)}, got {action.shape}")
+        action = action.reshape(n, self.act_dim)
         reward = np.asarray(reward, dtype=np.float32).reshape(-1)
         terminated = np.asarray(terminated, dtype=np.float32).reshape(-1)
         ended = np.zeros(n, bool) if done is None else np.asarray(done, dtype=bool).reshape(-1)
@@ -276,7 +279,8 @@ class FrameReplayBuffer:
         slot = rows % ring
         back = torch.minimum(self._back, self.age.index_select(0, rows).long()[:, None])
         idx = (rows - slot)[:, None] + (slot[:, None] - back) % ring  # (n, k + 1)
-        frames = self.frames.index_select(0, idx.reshape(-1)).view(len(rows), k + 1, -1)
+        frame = self.frames[0].numel()
+        frames = self.frames.index_select(0, idx.reshape(-1)).view(len(rows), k + 1, frame)
         shape = (len(rows), *self.obs_shape)
         # contiguous, as ReplayBuffer's fields are (compiled updates guard on strides)
         return frames[:, :k].reshape(shape).contiguous(), frames[:, 1:].reshape(shape).contiguous()

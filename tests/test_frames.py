@@ -141,11 +141,11 @@ def check_batch(batch, driver: Driver, allowed: set[int]) -> list[int]:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_stacks_equal_the_envs_and_never_cross_episodes_while_wrapping(device):
-    k, ring = 3, 12
+@pytest.mark.parametrize("k, ring", [(3, 12), (1, 5), (4, 5)])  # (4, 5): the least ring for k
+def test_stacks_equal_the_envs_and_never_cross_episodes_while_wrapping(device, k, ring):
     driver = Driver(k, LENGTHS)
     buf = FrameReplayBuffer(ring * 3, (k * C, H, W), k, A, num_envs=3, device=device, seed=1)
-    for step in range(300):  # each ring wraps about 30 times
+    for step in range(300):  # each ring wraps 30 times or more
         driver.step(buf)
         allowed = driver.sampleable(ring)
         assert len(buf) == len(allowed)
@@ -154,7 +154,7 @@ def test_stacks_equal_the_envs_and_never_cross_episodes_while_wrapping(device):
             assert batch.obs.dtype == batch.next_obs.dtype == torch.uint8
             assert batch.obs.device.type == torch.device(device).type
             check_batch(batch, driver, allowed)
-    assert driver.writes.min() > 20 * ring
+    assert driver.writes.min() > 30 * ring
     # every sampleable transition is drawn, about equally often (uniform)
     ids = check_batch(buf.sample(4000), driver, allowed)
     counts = np.bincount(ids)[sorted(allowed)]
