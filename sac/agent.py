@@ -519,6 +519,12 @@ class SAC:
                 f"agent.obs_norm={saved}"
             )
         self.actor.load_state_dict(state["actor"])
+        encoder = self.encoder
+        if actor_only and encoder is not None:  # the actor acts on the critics' encoder
+            prefix = "encoder."
+            encoder.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state["critic"].items() if k.startswith(prefix)}
+            )
         if self.obs_norm is not None:
             self.obs_norm.load_state_dict(saved_norm)
         if not actor_only:
@@ -551,8 +557,12 @@ def check_state_shapes(
     allocates nothing, so a damaged or crafted config asking for huge networks (where the
     tensors are small) is refused before they exist."""
     with torch.device("meta"):
-        expected = SAC(obs_shape, act_dim, cfg, "meta").state_dict()
-    for part in ("actor",) if actor_only else ("actor", "critic", "critic_target"):
+        meta = SAC(obs_shape, act_dim, cfg, "meta")
+    expected = meta.state_dict()
+    parts = ("actor", "critic", "critic_target")
+    if actor_only:  # what acting needs: the actor, and for images the critics' encoder
+        parts = ("actor", "critic") if meta.encoder is not None else ("actor",)
+    for part in parts:
         if expected[part] is None:  # no target networks
             continue
         saved = state.get(part)

@@ -112,13 +112,22 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise SACError(f"no checkpoint found in '{path}' (looked for {ckpt_dir}/step_*.pt)")
 
 
-def check_spaces(state: dict[str, Any], obs_dim: int, act_dim: int, env_id: str) -> None:
-    """Refuse a checkpoint trained on other observation/action sizes than `env_id` has."""
-    saved = (state["spaces"]["obs_dim"], state["spaces"]["act_dim"])
-    if saved != (obs_dim, act_dim):
+def saved_obs_shape(spaces: dict[str, Any]) -> tuple[int, ...]:
+    """The observation shape a checkpoint's agent was built for: its `obs_shape`, or for
+    checkpoints from before image observations, (obs_dim,)."""
+    return tuple(int(n) for n in spaces.get("obs_shape", [spaces["obs_dim"]]))
+
+
+def check_spaces(
+    state: dict[str, Any], obs_shape: tuple[int, ...], act_dim: int, env_id: str
+) -> None:
+    """Refuse a checkpoint trained on other observation/action shapes than `env_id` has."""
+    saved = (saved_obs_shape(state["spaces"]), state["spaces"]["act_dim"])
+    if saved != (tuple(obs_shape), act_dim):
         raise SACError(
-            f"the checkpoint was trained with obs/act dims {saved}, but env {env_id} has "
-            f"{(obs_dim, act_dim)}"
+            f"the checkpoint was trained with obs shape {saved[0]} and {saved[1]} action "
+            f"dims, but env {env_id} has {tuple(obs_shape)} and {act_dim} (for images: the "
+            "env.pixels, env.image_size and env.frame_stack it was trained with)"
         )
 
 
@@ -263,6 +272,14 @@ def _payload_problem(state: dict[str, Any]) -> str | None:
     for key in ("obs_dim", "act_dim"):
         if not _count(spaces.get(key), least=1):
             return f"spaces.{key} is not an integer >= 1"
+    shape = spaces.get("obs_shape", [spaces["obs_dim"]])
+    if not (
+        isinstance(shape, list | tuple)
+        and len(shape) in (1, 3)
+        and all(_count(n, least=1) for n in shape)
+        and math.prod(shape) == spaces["obs_dim"]
+    ):
+        return "spaces.obs_shape is not a vector's or an image's shape of obs_dim entries"
     for key in ("action_low", "action_high"):
         bounds = spaces.get(key, [])
         if not (
@@ -299,8 +316,12 @@ def _payload_problem(state: dict[str, Any]) -> str | None:
 
 
 def _buffer_problem(buffer: dict[str, Any]) -> str | None:
-    """What is wrong with a saved ReplayBuffer.state_dict, or None (its row shapes depend on the
-    env: ReplayBuffer.load_state_dict checks them)."""
+    """What is wrong with a saved ReplayBuffer.state_dict (or FrameReplayBuffer's, for images),
+    or None (its row shapes depend on the env: load_state_dict checks them)."""
+    if "frames" in buffer:
+        from sac.frames import FrameReplayBuffer
+
+        return FrameReplayBuffer.state_problem(buffer)
     if not _count(buffer.get("capacity"), least=1):
         return "capacity is not an integer >= 1"
     capacity = buffer["capacity"]

@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
-    from sac.envs import make_env, space_dims
+    from sac.envs import make_env, obs_shape, pixel_spec
     from sac.rollout import evaluate_policy
     from sac.runtime import resolve_device
     from sac.seeding import eval_seed, stream_seed
@@ -49,12 +49,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         train_cfg.env.kwargs,
         render_mode="rgb_array" if cfg.video else None,
         action_repeat=train_cfg.env.action_repeat,  # the control rate the policy learned
+        pixels=pixel_spec(train_cfg.env),  # the frames it learned from
     )
-    obs_dim, act_dim = space_dims(env)
-    check_spaces(state, obs_dim, act_dim, train_cfg.env.id)
+    shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
+    check_spaces(state, shape, act_dim, train_cfg.env.id)
     with restoring_from(path):
         agent = SAC.from_state(
-            obs_dim, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+            shape, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
         )
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem

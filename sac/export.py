@@ -47,6 +47,11 @@ POLICY_OBS_NORM = (
     "deterministic: action = low + (tanh(mean(x)) + 1) / 2 * (high - low), "
     "x = clip((obs - mean) / std, -clip, clip) with the checkpoint's observation statistics"
 )
+# image observations: the critics' convolutional encoder, then the actor's head and MLP
+POLICY_PIXELS = (
+    "deterministic: action = low + (tanh(mean(encoder(obs))) + 1) / 2 * (high - low), obs the "
+    "uint8 stacked frames"
+)
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
     from sac.config import agent_config, stored_train_config
-    from sac.envs import action_bounds, make_env, space_dims
+    from sac.envs import action_bounds, make_env, obs_shape, pixel_spec
     from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
@@ -72,19 +77,20 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     path = resolve_checkpoint(cfg.checkpoint)
     state = load_checkpoint(path, with_buffer=False)
     train_cfg = stored_train_config(state["config"], cfg.env_id, path=path)
-    env = make_env(train_cfg.env.id, train_cfg.env.kwargs)
+    env = make_env(train_cfg.env.id, train_cfg.env.kwargs, pixels=pixel_spec(train_cfg.env))
     try:
-        obs_dim, act_dim = space_dims(env)
-        check_spaces(state, obs_dim, act_dim, train_cfg.env.id)
+        shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
+        check_spaces(state, shape, act_dim, train_cfg.env.id)
         low, high = action_bounds(env)
-        check_obs = check_observations(env, obs_dim)
+        check_obs = check_observations(env, shape)
     finally:
         env.close()
     with restoring_from(path):
         agent = SAC.from_state(
-            obs_dim, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+            shape, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
         )
-    policy = DeployedPolicy(agent.actor, low, high, agent.obs_norm).to(device)
+    policy = DeployedPolicy.of(agent, low, high).to(device)
+    example = torch.zeros(EXAMPLE_BATCH, *shape, dtype=_torch_dtype(check_obs), device=device)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
     check_writable(out_dir)
@@ -96,7 +102,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     for fmt in formats:
         writer = export_onnx if fmt == "onnx" else export_pt2
         with _written_atomically(out_dir / FORMATS[fmt]) as tmp:
-            run = writer(policy, tmp, obs_dim)
+            run = writer(policy, tmp, example)
             errors[fmt] = check_parity(policy, run, check_obs, fmt)
 
     info = {
@@ -105,13 +111,15 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "env": train_cfg.env.id,
         "env_kwargs": OmegaConf.to_container(train_cfg.env.kwargs, resolve=True),
         "action_repeat": train_cfg.env.action_repeat,  # hold each action for this many env steps
-        "obs_dim": obs_dim,
+        "obs_dim": int(np.prod(shape)),
+        "obs_shape": list(shape),
         "act_dim": act_dim,
         "action_low": low.tolist(),
         "action_high": high.tolist(),
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", obs_dim]},
+        # images: uint8 (channels, height, width), the env's stacked frames oldest first
+        "input": {"name": INPUT_NAME, "dtype": str(check_obs.dtype), "shape": ["batch", *shape]},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", act_dim]},
-        "policy": POLICY_OBS_NORM if agent.obs_norm is not None else POLICY,
+        "policy": _policy_formula(agent),
         "formats": list(formats),
         "files": {fmt: FORMATS[fmt] for fmt in formats},
         "max_abs_error": errors,  # vs the PyTorch actor, over the check observations
@@ -140,14 +148,30 @@ def parse_format(spec: str) -> tuple[str, ...]:
     raise SACError(f"format={spec} is not a known format; use onnx, pt2 or all{hint}")
 
 
-def check_observations(env: Any, obs_dim: int, n: int = 512) -> np.ndarray:
+def check_observations(env: Any, shape: tuple[int, ...], n: int = 512) -> np.ndarray:
     """Observations the exported files are checked on: real reset observations of the env, then
-    Gaussian ones at two scales, since a deployed policy may meet states training never saw."""
-    real = [np.asarray(env.reset(seed=i)[0], dtype=np.float32).reshape(-1) for i in range(8)]
+    Gaussian ones at two scales (vectors) or uniform random pixels (uint8 images; fewer, as
+    each is large), since a deployed policy may meet states training never saw."""
     rng = np.random.default_rng(0)
-    noise = rng.standard_normal((n - len(real), obs_dim)).astype(np.float32)
+    if len(shape) == 3:
+        real = [np.asarray(env.reset(seed=i)[0], dtype=np.uint8) for i in range(4)]
+        noise = rng.integers(0, 256, (28, *shape), dtype=np.uint8)
+        return np.concatenate([np.stack(real), noise])
+    real = [np.asarray(env.reset(seed=i)[0], dtype=np.float32).reshape(-1) for i in range(8)]
+    noise = rng.standard_normal((n - len(real), *shape)).astype(np.float32)
     noise[len(noise) // 2 :] *= 10.0
     return np.concatenate([np.stack(real), noise])
+
+
+def _torch_dtype(obs: np.ndarray) -> torch.dtype:
+    return torch.uint8 if obs.dtype == np.uint8 else torch.float32
+
+
+def _policy_formula(agent: Any) -> str:
+    """The sidecar's description of what the file computes."""
+    if agent.encoder is not None:
+        return POLICY_PIXELS
+    return POLICY_OBS_NORM if agent.obs_norm is not None else POLICY
 
 
 def check_writable(out_dir: Path) -> None:
@@ -160,14 +184,14 @@ def check_writable(out_dir: Path) -> None:
         raise SACError(f"cannot write to output_dir {out_dir}: {e}; set output_dir=...") from None
 
 
-Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, obs_dim) -> (B, act_dim)
+Runner = Callable[[np.ndarray], np.ndarray]  # (B, *obs_shape) -> float32 (B, act_dim)
 
 
-def export_onnx(policy: DeployedPolicy, path: Path, obs_dim: int) -> Runner:
-    """Write `policy` as ONNX (batch axis dynamic) and return an ONNX Runtime runner for it."""
+def export_onnx(policy: DeployedPolicy, path: Path, example: torch.Tensor) -> Runner:
+    """Write `policy` as ONNX (batch axis dynamic, traced on `example`, a batch of
+    observations) and return an ONNX Runtime runner for it."""
     import onnxruntime as ort
 
-    example = torch.zeros(EXAMPLE_BATCH, obs_dim, device=policy.low.device)
     # torch.onnx's default exporter since 2.9 (dynamo=True, via torch.export + onnxscript); the
     # older TorchScript-based one is deprecated along with TorchScript. external_data=False keeps
     # the weights inside the one .onnx file (an actor is far below ONNX's 2 GB limit).
@@ -187,11 +211,10 @@ def export_onnx(policy: DeployedPolicy, path: Path, obs_dim: int) -> Runner:
     return lambda obs: session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]
 
 
-def export_pt2(policy: DeployedPolicy, path: Path, obs_dim: int) -> Runner:
-    """Write `policy` with torch.export (batch axis dynamic); return a runner of the file as
-    torch.export.load reads it back."""
+def export_pt2(policy: DeployedPolicy, path: Path, example: torch.Tensor) -> Runner:
+    """Write `policy` with torch.export (batch axis dynamic, traced on `example`); return a
+    runner of the file as torch.export.load reads it back."""
     device = policy.low.device
-    example = torch.zeros(EXAMPLE_BATCH, obs_dim, device=device)
     with _quiet_exporter():
         program = torch.export.export(
             policy, (example,), dynamic_shapes={"obs": {0: torch.export.Dim("batch", min=1)}}

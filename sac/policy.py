@@ -27,10 +27,11 @@ def to_env_action(action: Tensor, low: Tensor, high: Tensor) -> Tensor:
 
 
 class DeployedPolicy(nn.Module):
-    """The deterministic actor as a standalone module: raw float32 observations (batch, obs_dim)
-    -> env actions (batch, act_dim) in [low, high], with no Gymnasium wrapper around it. With
-    `obs_norm` (the agent's normaliser) the observations go through its frozen statistics first,
-    as they do in SAC.act."""
+    """The deterministic actor as a standalone module: raw observations (batch, *obs_shape),
+    float32 vectors or uint8 images, -> env actions (batch, act_dim) in [low, high], with no
+    Gymnasium wrapper around it. As in SAC.act, observations go through `obs_norm`'s frozen
+    statistics (the agent's normaliser) first, images through `encoder` (the critics'
+    convolutional encoder, the actor's input)."""
 
     def __init__(
         self,
@@ -38,26 +39,35 @@ class DeployedPolicy(nn.Module):
         low: np.ndarray,
         high: np.ndarray,
         obs_norm: nn.Module | None = None,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.obs_norm = obs_norm if obs_norm is not None else nn.Identity()
+        self.encoder = encoder if encoder is not None else nn.Identity()
         self.actor = actor
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
         self.eval().requires_grad_(False)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return to_env_action(self.actor.deterministic(self.obs_norm(obs)), self.low, self.high)
+        features = self.encoder(self.obs_norm(obs))
+        return to_env_action(self.actor.deterministic(features), self.low, self.high)
+
+    @classmethod
+    def of(cls, agent: SAC, low: np.ndarray, high: np.ndarray) -> DeployedPolicy:
+        """The deterministic policy of `agent` (shares its modules)."""
+        return cls(agent.actor, low, high, agent.obs_norm, agent.encoder)
 
 
 class Policy:
-    """A trained agent's actor: `policy(obs)` maps a raw observation (obs_dim,) or a batch
-    (batch, obs_dim) to env actions (act_dim,) or (batch, act_dim) as float32 numpy arrays."""
+    """A trained agent's actor: `policy(obs)` maps a raw observation of the env's shape, or a
+    batch of them, to env actions (act_dim,) or (batch, act_dim) as float32 numpy arrays.
+    Vector observations are taken as float32, images (channels, height, width) as uint8."""
 
     def __init__(self, agent: SAC, low: np.ndarray, high: np.ndarray) -> None:
         self.agent = agent
         self.device = agent.device
-        self.obs_dim, self.act_dim = agent.obs_dim, agent.act_dim
+        self.obs_shape, self.act_dim = agent.obs_shape, agent.act_dim
         self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
         self.high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
 
@@ -71,12 +81,22 @@ class Policy:
 
     def __call__(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Env actions for `obs`; `deterministic=False` samples from the policy (torch's RNG)."""
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-        single = obs_t.ndim == 1
-        if obs_t.shape[-1] != self.obs_dim or obs_t.ndim not in (1, 2):
+        array = np.asarray(obs)
+        shape = self.obs_shape
+        if self.agent.pixels and array.dtype != np.uint8:
+            # floats could be in [0, 1] or [0, 255]: guessing would act on the wrong images
             raise SACError(
-                f"observations of shape {tuple(obs_t.shape)}; this policy takes ({self.obs_dim},)"
-                f" or (batch, {self.obs_dim})"
+                f"image observations of dtype {array.dtype}; this policy takes uint8 images "
+                "(the env's own observations)"
+            )
+        obs_t = torch.as_tensor(array if self.agent.pixels else array.astype(np.float32))
+        obs_t = obs_t.to(self.device)
+        single = obs_t.ndim == len(shape)
+        if tuple(obs_t.shape[-len(shape) :]) != shape or obs_t.ndim not in (len(shape), len(shape) + 1):
+            dims = ", ".join(map(str, shape))
+            raise SACError(
+                f"observations of shape {tuple(obs_t.shape)}; this policy takes ({dims},) or "
+                f"(batch, {dims})"
             )
         action = self.agent.act(obs_t.unsqueeze(0) if single else obs_t, deterministic)
         env_action = to_env_action(action, self.low, self.high).cpu().numpy()
@@ -91,7 +111,12 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
     when that id is passed here again. Checkpoints from before the action bounds were stored
     read them from the env, this one if given."""
     from sac.agent import SAC
-    from sac.checkpoint import load_checkpoint, resolve_checkpoint, restoring_from
+    from sac.checkpoint import (
+        load_checkpoint,
+        resolve_checkpoint,
+        restoring_from,
+        saved_obs_shape,
+    )
     from sac.config import agent_config, stored_train_config
     from sac.runtime import resolve_device
 
@@ -109,7 +134,7 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
         low, high = _env_action_bounds(train_cfg, spaces)
     with restoring_from(path):
         agent = SAC.from_state(
-            spaces["obs_dim"],
+            saved_obs_shape(spaces),
             spaces["act_dim"],
             agent_config(train_cfg),
             state["agent"],
@@ -122,11 +147,12 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
 def _env_action_bounds(train_cfg: Any, spaces: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The action bounds of the env a checkpoint was trained on, from its stored config."""
     from sac.checkpoint import check_spaces
-    from sac.envs import action_bounds, make_env, space_dims
+    from sac.envs import action_bounds, make_env, obs_shape, pixel_spec
 
-    env = make_env(train_cfg.env.id, train_cfg.env.kwargs)
+    env = make_env(train_cfg.env.id, train_cfg.env.kwargs, pixels=pixel_spec(train_cfg.env))
     try:
-        check_spaces({"spaces": spaces}, *space_dims(env), train_cfg.env.id)
+        act_dim = int(np.prod(env.action_space.shape))
+        check_spaces({"spaces": spaces}, obs_shape(env), act_dim, train_cfg.env.id)
         return action_bounds(env)
     finally:
         env.close()

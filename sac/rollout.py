@@ -52,7 +52,8 @@ def evaluate_policy(
         if render:
             on_frame(episode, env.render())
         while not done:
-            obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=agent.device)
+            obs = np.asarray(obs) if agent.pixels else np.asarray(obs, dtype=np.float32)
+            obs_t = torch.as_tensor(obs, device=agent.device)
             action = agent.act(obs_t.unsqueeze(0), deterministic=deterministic)[0].cpu().numpy()
             obs, reward, terminated, truncated, info = env.step(action)
             ep_return += float(reward)

@@ -144,12 +144,16 @@ def _check_fits(state: dict[str, Any], cfg: DictConfig, path: Path) -> None:
     allocates what the config asks for (networks, the replay buffer): a damaged or crafted size
     is one line, not an attempt at an enormous allocation."""
     from sac.agent import check_state_shapes
-    from sac.checkpoint import restoring_from
+    from sac.checkpoint import restoring_from, saved_obs_shape
 
     spaces, buffer = state["spaces"], state.get("buffer")
     with restoring_from(path):
-        check_state_shapes(spaces["obs_dim"], spaces["act_dim"], agent_config(cfg), state["agent"])
-        if buffer is not None and buffer["capacity"] != cfg.agent.buffer_size:
+        check_state_shapes(
+            saved_obs_shape(spaces), spaces["act_dim"], agent_config(cfg), state["agent"]
+        )
+        size, n = cfg.agent.buffer_size, cfg.env.num_envs
+        # (the HER and frame buffers round the size down to a multiple of the env count)
+        if buffer is not None and buffer["capacity"] not in (size, size - size % n):
             raise ValueError(
                 f"its buffer holds {buffer['capacity']} transitions where its config's "
                 f"agent.buffer_size is {cfg.agent.buffer_size}"

@@ -35,9 +35,11 @@ from sac.envs import (
     goal_spec,
     make_env,
     make_vector_env,
-    space_dims,
+    obs_shape,
+    pixel_spec,
 )
 from sac.errors import SACError
+from sac.frames import FrameReplayBuffer
 from sac.her import HerReplayBuffer
 from sac.logging import Progress, RunLogger
 from sac.plots import PLOT_NAME, plot_run
@@ -104,23 +106,28 @@ class Trainer:
             cfg.env.num_envs,
             cfg.env.vectorization,
             action_repeat=cfg.env.action_repeat,
+            pixels=pixel_spec(cfg.env),
         )
         self.eval_env = make_env(
             cfg.env.id,
             cfg.env.kwargs,
             render_mode="rgb_array" if cfg.eval_video else None,
             action_repeat=cfg.env.action_repeat,
+            pixels=pixel_spec(cfg.env),
         )
-        self.obs_dim, self.act_dim = space_dims(self.envs)
+        self.obs_shape = obs_shape(self.envs)
+        self.obs_dim = int(np.prod(self.obs_shape))
+        self.act_dim = int(np.prod(self.envs.single_action_space.shape))
         low, high = action_bounds(self.eval_env)
-        # What a checkpoint says of the env: sizes, and the bounds load_policy maps actions to.
+        # What a checkpoint says of the env: shapes, and the bounds load_policy maps actions to.
         self.spaces = {
             "obs_dim": self.obs_dim,
+            "obs_shape": list(self.obs_shape),
             "act_dim": self.act_dim,
             "action_low": low.tolist(),
             "action_high": high.tolist(),
         }
-        self.agent = SAC(self.obs_dim, self.act_dim, agent_config(cfg), self.device)
+        self.agent = SAC(self.obs_shape, self.act_dim, agent_config(cfg), self.device)
         self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
         try:
             self.buffer = self._make_buffer(goal_spec(self.eval_env))
@@ -162,9 +169,22 @@ class Trainer:
         # progress from their own seeds (and continues exactly where all had just ended).
         self.runner = EnvRunner(self.envs, cfg.seed, self.env_episodes)
 
-    def _make_buffer(self, goals: GoalSpec | None) -> ReplayBuffer:
-        """The replay buffer: HER's when her.enabled (on a goal-conditioned env), else flat."""
+    def _make_buffer(self, goals: GoalSpec | None) -> ReplayBuffer | FrameReplayBuffer:
+        """The replay buffer: frames stored once for images; HER's when her.enabled (on a
+        goal-conditioned env); else flat."""
         cfg, seed = self.cfg, stream_seed(self.cfg.seed, "buffer")
+        if self.agent.pixels:
+            if cfg.her.enabled:
+                raise SACError("her.enabled=true takes vector observations; set env.pixels=false")
+            return FrameReplayBuffer(
+                cfg.agent.buffer_size,
+                self.obs_shape,
+                cfg.env.frame_stack,
+                self.act_dim,
+                cfg.env.num_envs,
+                self.device,
+                seed,
+            )
         if not cfg.her.enabled:
             if goals is not None:
                 log.warning(
@@ -254,9 +274,9 @@ class Trainer:
         cfg = self.cfg
         log.info("run directory: %s", self.run_dir)
         log.info(
-            "env %s (obs %d, act %d, %d env(s)), device %s, steps %d -> %d",
+            "env %s (obs %s, act %d, %d env(s)), device %s, steps %d -> %d",
             cfg.env.id,
-            self.obs_dim,
+            "x".join(map(str, self.obs_shape)),
             self.act_dim,
             cfg.env.num_envs,
             self.device,
@@ -426,7 +446,7 @@ class Trainer:
             self.agent,
             self.buffer,
             self.action_rng,
-            self.obs_dim,
+            self.obs_shape,
             self.act_dim,
             self.cfg.env.id,
         )

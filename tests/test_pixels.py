@@ -208,3 +208,88 @@ def test_compiled_pixel_update_matches_eager(monkeypatch, one_graph):
     assert updater.compiled
     for p, q in zip(fast.critic.parameters(), eager.critic.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- end to end
+# Pendulum-v1 from 32x32 frames, 2 stacked: small enough for seconds of CPU.
+PIXEL_RUN = [
+    "env.id=Pendulum-v1",
+    "env.pixels=true",
+    "env.image_size=32",
+    "env.frame_stack=2",
+    "agent=drq",
+    "agent.hidden_sizes=[32,32]",
+    "agent.encoder_filters=8",
+    "agent.batch_size=32",
+    "agent.buffer_size=1000",
+    "agent.warmup_steps=100",
+    "device=cpu",
+]
+
+
+def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp_path):
+    import json
+
+    import numpy as np
+
+    from conftest import run_cli
+
+    from sac.checkpoint import load_checkpoint
+    from sac.envs import PixelSpec, make_env
+    from sac.policy import load_policy
+
+    run = tmp_path / "run"
+    done = run_cli(
+        ["sac-train", *PIXEL_RUN, "total_steps=300", "eval_every=0", "eval_episodes=1",
+         f"hydra.run.dir={run}"],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "obs 6x32x32" in done.stdout + done.stderr
+    state = load_checkpoint(run, mmap=False)
+    assert state["spaces"]["obs_shape"] == [6, 32, 32]
+    frames = state["buffer"]["frames"]
+    assert frames.dtype == torch.uint8 and tuple(frames.shape[1:]) == (3, 32, 32)
+    assert len(frames) == 302  # each frame once: 300 steps' frames and 2 episodes' reset frames
+
+    ev = run_cli(["sac-eval", f"checkpoint={run}", "episodes=1", "video=true"], tmp_path)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert result["episodes"] == 1 and np.isfinite(result["mean"])
+    assert list((run / "eval").rglob("*.mp4"))
+
+    ex = run_cli(["sac-export", f"checkpoint={run}", "format=all"], tmp_path)
+    assert ex.returncode == 0, ex.stderr[-3000:]
+    info = json.loads(ex.stdout.strip().splitlines()[-1])
+    assert info["input"] == {"name": "obs", "dtype": "uint8", "shape": ["batch", 6, 32, 32]}
+    assert max(info["max_abs_error"].values()) <= 1e-5
+
+    # the Python policy takes the env's own uint8 stacks, one or a batch
+    policy = load_policy(run)
+    env = make_env("Pendulum-v1", pixels=PixelSpec(size=32, frame_stack=2))
+    obs, _ = env.reset(seed=0)
+    action = policy(obs)
+    assert action.shape == (1,) and -2 <= action[0] <= 2
+    np.testing.assert_allclose(policy(np.stack([obs, obs]))[1], action, rtol=0, atol=1e-6)
+    with pytest.raises(SACError, match="uint8"):
+        policy(obs.astype(np.float32))
+    env.close()
+
+
+def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path):
+    import shutil
+
+    from conftest import assert_same_state
+
+    from sac.checkpoint import load_checkpoint
+    from sac.train import train
+
+    common = [*PIXEL_RUN, "env.num_envs=2", "checkpoint_every=400", "keep_checkpoints=0",
+              "total_steps=800", "eval_every=0", "eval_episodes=1"]
+    train(make_cfg(*common), tmp_path / "whole", common)
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    ckpt = tmp_path / "cut" / "checkpoints" / "step_0000000400.pt"  # both envs' episodes end
+    train(make_cfg(*common, f"resume={ckpt}"), tmp_path / "cut", [*common, f"resume={ckpt}"])
+    whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
+    for part in ("agent", "buffer", "rng", "counters"):
+        assert_same_state(whole[part], cut[part], part)
