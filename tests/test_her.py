@@ -540,3 +540,12 @@ def test_an_assertion_in_a_users_own_env_keeps_its_traceback():
     gym.register("BrokenAssertEnv-v0", entry_point=broken)
     with pytest.raises(AssertionError, match="my env's own check"):
         make_env("BrokenAssertEnv-v0")
+
+
+def test_a_her_run_whose_buffer_size_is_no_multiple_of_the_env_count_resumes(make_cfg, tmp_path):
+    """The HER buffer rounds agent.buffer_size down to a multiple of env.num_envs: its saved
+    capacity is then the rounded one, which a resume must accept."""
+    common = ["env.num_envs=2", "agent.buffer_size=1001", "checkpoint_every=100"]
+    _resume_run(make_cfg, tmp_path, *common, "total_steps=200")
+    summary = _resume_run(make_cfg, tmp_path, *common, "total_steps=300")
+    assert summary["steps"] == 300
