@@ -137,7 +137,7 @@ class AgentConfig:
     encoder_features: int = 50  # the encoder's output size (DrQ's feature_dim)
     encoder_filters: int = 32  # channels of each 3x3 convolution
     encoder_layers: int = 4  # convolutions: the first of stride 2, the rest of stride 1
-    augment_pad: int = 4  # DrQ's random shift of every sampled image by up to this many pixels; 0: off
+    augment_pad: int = 4  # DrQ's random shift of sampled images by up to this many pixels; 0: off
 
     def __post_init__(self) -> None:
         _require(

@@ -326,7 +326,6 @@ class EnsembleLayerNorm(nn.Module):
         return torch.addcmul(self.bias, x, self.weight)
 
 
-
 class PixelEncoder(nn.Module):
     """The convolutional encoder of SAC-AE and DrQ (Yarats et al. 2021; Kostrikov, Yarats and
     Fergus 2021): uint8 images (B, C, H, W), C the stacked frames' channels, scaled to [0, 1],

@@ -92,7 +92,8 @@ class Policy:
         obs_t = torch.as_tensor(array if self.agent.pixels else array.astype(np.float32))
         obs_t = obs_t.to(self.device)
         single = obs_t.ndim == len(shape)
-        if tuple(obs_t.shape[-len(shape) :]) != shape or obs_t.ndim not in (len(shape), len(shape) + 1):
+        batched = obs_t.ndim == len(shape) + 1
+        if tuple(obs_t.shape[-len(shape) :]) != shape or not (single or batched):
             dims = ", ".join(map(str, shape))
             raise SACError(
                 f"observations of shape {tuple(obs_t.shape)}; this policy takes ({dims},) or "

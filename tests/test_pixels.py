@@ -140,7 +140,9 @@ def test_polyak_moves_the_target_encoder_towards_the_encoder():
             p.add_(1.0)
     old = [p.clone() for p in agent.critic_target.encoder.parameters()]
     agent.polyak_update()
-    for o, t, p in zip(old, agent.critic_target.encoder.parameters(), agent.critic.encoder.parameters()):
+    for o, t, p in zip(
+        old, agent.critic_target.encoder.parameters(), agent.critic.encoder.parameters()
+    ):
         torch.testing.assert_close(t, 0.5 * o + 0.5 * p)
 
 
@@ -173,9 +175,13 @@ def test_image_observations_refuse_what_the_encoder_cannot_take(overrides, messa
 
 def test_a_state_of_another_image_size_is_refused_before_loading():
     state = make_agent().state_dict()
-    with pytest.raises(ValueError, match="critic.encoder|actor.net"):
-        SAC.from_state((6, 24, 24), ACT, AgentConfig(hidden_sizes=[32, 32], encoder_filters=8,
-                                                   encoder_features=16), state)
+    with pytest.raises(ValueError, match=r"critic\.encoder|actor\.net"):
+        SAC.from_state(
+            (6, 24, 24),
+            ACT,
+            AgentConfig(hidden_sizes=[32, 32], encoder_filters=8, encoder_features=16),
+            state,
+        )
 
 
 # ----------------------------------------------------------------------------- compiled
@@ -227,11 +233,11 @@ PIXEL_RUN = [
 ]
 
 
+@pytest.mark.slow
 def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp_path):
     import json
 
     import numpy as np
-
     from conftest import run_cli
 
     from sac.checkpoint import load_checkpoint
@@ -240,8 +246,14 @@ def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp
 
     run = tmp_path / "run"
     done = run_cli(
-        ["sac-train", *PIXEL_RUN, "total_steps=300", "eval_every=0", "eval_episodes=1",
-         f"hydra.run.dir={run}"],
+        [
+            "sac-train",
+            *PIXEL_RUN,
+            "total_steps=300",
+            "eval_every=0",
+            "eval_episodes=1",
+            f"hydra.run.dir={run}",
+        ],
         tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -276,6 +288,7 @@ def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp
     env.close()
 
 
+@pytest.mark.slow
 def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path):
     import shutil
 
@@ -284,11 +297,21 @@ def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(mak
     from sac.checkpoint import load_checkpoint
     from sac.train import train
 
-    common = [*PIXEL_RUN, "env.num_envs=2", "checkpoint_every=400", "keep_checkpoints=0",
-              "total_steps=800", "eval_every=0", "eval_episodes=1"]
+    # two envs of 40-step episodes: both end theirs at the checkpoint of step 80
+    common = [
+        *PIXEL_RUN,
+        "env.num_envs=2",
+        "+env.kwargs.max_episode_steps=40",
+        "agent.warmup_steps=40",
+        "checkpoint_every=80",
+        "keep_checkpoints=0",
+        "total_steps=160",
+        "eval_every=0",
+        "eval_episodes=1",
+    ]
     train(make_cfg(*common), tmp_path / "whole", common)
     shutil.copytree(tmp_path / "whole", tmp_path / "cut")
-    ckpt = tmp_path / "cut" / "checkpoints" / "step_0000000400.pt"  # both envs' episodes end
+    ckpt = tmp_path / "cut" / "checkpoints" / "step_0000000080.pt"
     train(make_cfg(*common, f"resume={ckpt}"), tmp_path / "cut", [*common, f"resume={ckpt}"])
     whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
     for part in ("agent", "buffer", "rng", "counters"):
