@@ -141,7 +141,7 @@ def test_another_env_id_is_used_instead_and_must_fit(base, probe, tmp_path):
     ckpt = _craft(base, tmp_path / "run", _set_env_id(probe.env_id))
     summary = evaluate(_compose("eval", f"checkpoint={ckpt}", "episodes=1", "env_id=Pendulum-v1"))
     assert summary["env"] == "Pendulum-v1"
-    with pytest.raises(SACError, match=r"obs/act dims \(3, 1\).*MountainCarContinuous") as e:
+    with pytest.raises(SACError, match=r"obs shape \(3,\) and 1 action dims.*MountainCarContinuous") as e:
         evaluate(_compose("eval", f"checkpoint={ckpt}", "env_id=MountainCarContinuous-v0"))
     _one_line(e)
     assert not probe.marker.exists() and probe.name not in sys.modules
@@ -306,6 +306,7 @@ def _first_optimizer_state(state: dict) -> dict:
         (lambda s: s.update(format_version=torch.ones(2)), "format version"),
         (lambda s: s["counters"].update(env_steps="60"), "counters.env_steps is not an integer"),
         (lambda s: s["spaces"].update(obs_dim=3.0), "spaces.obs_dim is not an integer"),
+        (lambda s: s["spaces"].update(obs_shape=[4]), "spaces.obs_shape is not a vector's or"),
         (lambda s: s["spaces"].update(action_low=[-2.0, 0.0]), "spaces.action_low is not a"),
         (lambda s: s["agent"]["actor"].update(x=[1.0]), "agent.actor is missing or not a dict"),
         (lambda s: s["agent"].pop("critic_optim"), "agent.critic_optim is missing"),
@@ -344,6 +345,7 @@ def _first_optimizer_state(state: dict) -> dict:
         "format_version",
         "counters",
         "obs_dim",
+        "obs_shape",
         "action_low",
         "actor_entry",
         "optimizer_missing",

@@ -240,7 +240,7 @@ def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp
     import numpy as np
     from conftest import run_cli
 
-    from sac.checkpoint import load_checkpoint
+    from sac.checkpoint import _payload_problem, load_checkpoint
     from sac.envs import PixelSpec, make_env
     from sac.policy import load_policy
 
@@ -263,6 +263,10 @@ def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp
     frames = state["buffer"]["frames"]
     assert frames.dtype == torch.uint8 and tuple(frames.shape[1:]) == (3, 32, 32)
     assert len(frames) == 302  # each frame once: 300 steps' frames and 2 episodes' reset frames
+    # the checkpoint's structure checks take the frame buffer's own
+    assert _payload_problem(state) is None
+    state["buffer"]["age"][5] = 7  # above frame_stack
+    assert _payload_problem(state).startswith("buffer.age holds values above frame_stack")
 
     ev = run_cli(["sac-eval", f"checkpoint={run}", "episodes=1", "video=true"], tmp_path)
     assert ev.returncode == 0, ev.stderr[-3000:]
