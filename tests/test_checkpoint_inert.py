@@ -231,7 +231,7 @@ def _restore(path: Path) -> tuple[SAC, ReplayBuffer]:
     cfg = agent_config(_compose("train", *SMALL))
     agent, buffer = SAC(3, 1, cfg), ReplayBuffer(cfg.buffer_size, 3, 1, "cpu")
     with torch.random.fork_rng(devices=[]):  # restore_state sets the global RNG
-        restore_state(path, agent, buffer, torch.Generator(), 3, 1, "Pendulum-v1")
+        restore_state(path, agent, buffer, torch.Generator(), (3,), 1, "Pendulum-v1")
         if len(buffer) >= 8:
             agent.update(buffer.sample(8))
     return agent, buffer

@@ -48,13 +48,20 @@ EXPECTED_IDS = {
     "fetch_reach": "FetchReach-v4",
     "fetch_push": "FetchPush-v4",
 }
-# Experiments that carry their reference's agent settings (rl-zoo3's, for Fetch with HER)
+# DrQ from pixels: experiment=drq_<task> on the env preset dmc_<task>_pixels
+PIXEL_EXPERIMENTS = {
+    name.replace("dmc_", "drq_").removesuffix("_pixels"): env_id
+    for name, env_id in EXPECTED_IDS.items()
+    if name.endswith("_pixels")
+}
+EXPECTED_IDS.update(PIXEL_EXPERIMENTS)
+# Experiments that carry their reference's agent settings (rl-zoo3's, for Fetch with HER; DrQ's)
 # rather than only an evaluation protocol.
-WITH_AGENT_SETTINGS = {"fetch_reach", "fetch_push"}
+WITH_AGENT_SETTINGS = {"fetch_reach", "fetch_push", *PIXEL_EXPERIMENTS}
 
 
 def test_all_issue_envs_have_configs():
-    assert set(EXPECTED_IDS) <= set(ENV_CONFIGS)
+    assert set(EXPECTED_IDS) - set(PIXEL_EXPERIMENTS) <= set(ENV_CONFIGS)
 
 
 @pytest.mark.parametrize("env", ENV_CONFIGS)
@@ -121,7 +128,9 @@ def test_every_experiment_composes_with_its_evaluation_protocol(make_cfg, experi
     cfg = make_cfg(f"experiment={experiment}")
     assert cfg.env.id == EXPECTED_IDS[experiment]  # each preset names its env preset
     assert cfg.eval_episodes == 10 and cfg.total_steps % cfg.eval_every == 0
-    assert cfg.agent.name == "sac"
+    assert cfg.agent.name == ("drq" if experiment in PIXEL_EXPERIMENTS else "sac")
+    if experiment in PIXEL_EXPERIMENTS:  # DrQ's 1000 random decisions, counted in frames
+        assert cfg.env.pixels and cfg.agent.warmup_steps == 1000 * cfg.env.action_repeat
     if experiment in WITH_AGENT_SETTINGS:
         return
     assert list(cfg.agent.hidden_sizes) == [256, 256]
