@@ -127,9 +127,7 @@ def sb3_memory(args: argparse.Namespace) -> dict[str, Any]:
         done = np.array([step % EPISODE == EPISODE - 1])
         buffer.add(obs, next_obs, np.zeros((1, 1)), np.zeros(1), done, [{}])
         obs = next_obs
-    nbytes = buffer.observations.nbytes + (
-        0 if args.optimize else buffer.next_observations.nbytes
-    )
+    nbytes = buffer.observations.nbytes + (0 if args.optimize else buffer.next_observations.nbytes)
     return {
         "impl": f"sb3 (optimize_memory_usage={args.optimize})",
         "transitions": args.capacity,

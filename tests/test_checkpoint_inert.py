@@ -141,7 +141,7 @@ def test_another_env_id_is_used_instead_and_must_fit(base, probe, tmp_path):
     ckpt = _craft(base, tmp_path / "run", _set_env_id(probe.env_id))
     summary = evaluate(_compose("eval", f"checkpoint={ckpt}", "episodes=1", "env_id=Pendulum-v1"))
     assert summary["env"] == "Pendulum-v1"
-    with pytest.raises(SACError, match=r"obs shape \(3,\) and 1 action dims.*MountainCarContinuous") as e:
+    with pytest.raises(SACError, match=r"obs shape \(3,\) and 1 action dims.*MountainCar") as e:
         evaluate(_compose("eval", f"checkpoint={ckpt}", "env_id=MountainCarContinuous-v0"))
     _one_line(e)
     assert not probe.marker.exists() and probe.name not in sys.modules
