@@ -250,7 +250,7 @@ class SAC:
 
     def augmented(self, batch: Batch) -> Batch:
         """Image observations: obs and next_obs each shifted at random by up to
-        `augment_pad` pixels (DrQ), as floats; the batch itself for vectors. Every update path
+        `augment_pad` pixels (DrQ); the batch itself for vectors. Every update path
         calls it once, after `normalized` (this `update`, and sac.compiled's one graph)."""
         if not self.pixels or self.cfg.augment_pad == 0:
             return batch

@@ -291,11 +291,17 @@ class FrameReplayBuffer:
         exactly), the write counts, the open episodes and the sampler's RNG state. The validity
         mask and the previous next_obs are rebuilt from these on load."""
         rows = self._filled_rows()
+        # Full rings on the CPU are saved as they are: their filled rows are all rows, in
+        # order, and a copy would double the largest thing in memory while it is written.
+        whole = bool((self.written >= self.ring).all()) and self.device.type == "cpu"
         return {
             "capacity": self.capacity,
             "num_envs": self.num_envs,
             "frame_stack": self.frame_stack,
-            **{name: getattr(self, name)[rows].cpu() for name in _ENTRY_FIELDS},
+            **{
+                name: getattr(self, name) if whole else getattr(self, name)[rows].cpu()
+                for name in _ENTRY_FIELDS
+            },
             "written": torch.from_numpy(self.written.copy()),
             "open": torch.from_numpy(self.open.copy()),
             "generator": self.generator.get_state(),

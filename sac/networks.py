@@ -345,7 +345,8 @@ class PixelEncoder(nn.Module):
         self.out_dim = filters * h * w
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.convs(obs.float() / 255.0).flatten(1)
+        # one float copy of the batch, scaled in place (a float input is never changed)
+        return self.convs(obs.to(torch.float32, copy=True).div_(255.0)).flatten(1)
 
 
 def conv_output_size(height: int, width: int, layers: int) -> tuple[int, int]:

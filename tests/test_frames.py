@@ -297,6 +297,15 @@ def test_state_dict_restores_exactly(steps):
     check_batch(other.sample(200), twin, twin.sampleable(ring))
 
 
+def test_a_full_cpu_buffer_is_saved_without_a_copy_of_its_frames():
+    """Written as they are: a copy would double the largest thing in memory at each
+    checkpoint. A partly filled buffer's state holds only its filled rows."""
+    _, full = _filled(3, 16, 200)
+    assert full.state_dict()["frames"].data_ptr() == full.frames.data_ptr()
+    _, partly = _filled(3, 16, 3)
+    assert partly.state_dict()["frames"].data_ptr() != partly.frames.data_ptr()
+
+
 def _clone_driver(driver: Driver) -> Driver:
     """A driver in the same state (the envs' progress included), stepping a second buffer."""
     import copy
