@@ -37,18 +37,19 @@ WORKDIR /opt/sac
 COPY docker/constraints.txt docker/
 # PyTorch first, in its own layer (the largest): the PyPI build for Linux x86_64 is the CUDA one.
 RUN pip install -c docker/constraints.txt torch==2.13.0
-# Dependencies before the source so that code edits reuse the cached dependency layers: install
-# the package's dependencies from an empty stand-in of the package (so only pyproject.toml
-# counts, not the README), then drop the stand-in.
+# Extras: wandb (logging) and dmc (the DeepMind Control Suite through Shimmy, with its pixel
+# presets). Dependencies before the source so that code edits reuse the cached dependency
+# layers: install the package's dependencies from an empty stand-in of the package (so only
+# pyproject.toml counts, not the README), then drop the stand-in.
 COPY pyproject.toml ./
 RUN mkdir sac conf && touch sac/__init__.py README.md \
-    && pip install -c docker/constraints.txt ".[wandb]" && pip uninstall -y sac \
+    && pip install -c docker/constraints.txt ".[wandb,dmc]" && pip uninstall -y sac \
     && rm -r sac conf README.md
 COPY sac ./sac
 COPY conf ./conf
 COPY README.md ./
 # pip check: the installed set is consistent (each package's requirements are met).
-RUN pip install --no-deps ".[wandb]" && pip check
+RUN pip install --no-deps ".[wandb,dmc]" && pip check
 
 USER sac
 WORKDIR /work

@@ -296,9 +296,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--capacity", type=int, default=100_000)
-    parser.add_argument("--memory-steps", type=int, default=400)
-    parser.add_argument("--warmup", type=int, default=2400)
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--memory-steps", type=int, default=80)
+    # the preset's warm-up: 1000 agent steps, enough transitions for a batch of 512
+    parser.add_argument("--warmup", type=int, default=8000)
+    parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--optimize", action="store_true")

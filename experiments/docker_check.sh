@@ -366,6 +366,33 @@ if grep -q "torch.compile failed" "$TMP/compile.log"; then
 fi
 say "trained with compile=true in $COMPILE_S s, compiled (no fallback warning)"
 
+# From pixels in the image: DMC (the dmc extra) rendered headless through EGL, DrQ's agent at
+# small sizes, then sac-eval with a video of what the agent saw.
+PIXEL_ARGS=(experiment=drq_cartpole_swingup total_steps=800 agent.warmup_steps=400
+    agent.batch_size=32 "agent.hidden_sizes=[64,64]" agent.encoder_filters=8
+    agent.buffer_size=2000 eval_every=0 eval_episodes=1 checkpoint_every=0 device=cpu
+    torch_threads=1)
+PIXEL_RUNS="$TMP/runs_pixels"
+mkdir -p "$PIXEL_RUNS"
+chown "$RUN_USER" "$PIXEL_RUNS"
+say "sac-train ${PIXEL_ARGS[*]}"
+t="$(now)"
+"$ENGINE" run --rm "${RUN_FLAGS[@]}" --user "$RUN_USER" -v "$PIXEL_RUNS:/work/runs" "$IMAGE" \
+    "${PIXEL_ARGS[@]}" >"$TMP/pixels.log" 2>&1 ||
+    { tail -20 "$TMP/pixels.log" >&2; fail "sac-train from pixels failed in the image"; }
+PIXEL_S="$(since "$t")"
+PIXEL_RUN="$(basename "$(find "$PIXEL_RUNS" -mindepth 1 -maxdepth 1 -type d -print -quit)")"
+"$ENGINE" run --rm "${RUN_FLAGS[@]}" --user "$RUN_USER" -v "$PIXEL_RUNS:/work/runs" \
+    --entrypoint sac-eval "$IMAGE" checkpoint="runs/$PIXEL_RUN" video=true episodes=1 \
+    device=cpu >"$TMP/pixels_eval.log" 2>&1 ||
+    { tail -20 "$TMP/pixels_eval.log" >&2; fail "sac-eval of the pixel run failed in the image"; }
+PIXEL_MP4="$(find "$PIXEL_RUNS" -name '*.mp4' -print -quit)"
+[[ -s "$PIXEL_MP4" ]] || fail "sac-eval of the pixel run wrote no MP4"
+PIXEL_MEAN="$(sed -n 's/^ *"mean": \([-0-9.e+]*\),*$/\1/p' "$(find "$PIXEL_RUNS" -name eval.json \
+    -print -quit)")"
+say "trained from pixels in $PIXEL_S s, evaluated: mean return $PIXEL_MEAN, video $(human \
+    "$(stat -c %s "$PIXEL_MP4")")"
+
 not_owned="$(find "$RUNS" ! -uid "$RUN_UID" -print -quit)"
 [[ -z "$not_owned" ]] || fail "files not owned by uid $RUN_UID (--user): $not_owned"
 FILES="$(find "$RUNS" -type f | sort | while read -r f; do
@@ -406,6 +433,7 @@ on the CPU). Engine: $ENGINE $ENGINE_VERSION. Base image \`$BASE\`: $BASE_KIND, 
 | \`sac-eval ${EVAL_ARGS[*]}\` | $EVAL_S s, mean return $EVAL_MEAN |
 | its video | $VIDEO |
 | \`sac-train ${COMPILE_ARGS[*]}\` | $COMPILE_S s, compiled (no fallback warning in its log) |
+| \`sac-train ${PIXEL_ARGS[*]}\`, then \`sac-eval video=true episodes=1\` | $PIXEL_S s to train; mean return $PIXEL_MEAN, a video of the 84x84 frames |
 
 Files the two runs wrote to the mounted \`runs/\`, all owned by uid $RUN_UID:
 

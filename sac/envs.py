@@ -141,6 +141,8 @@ def make_env(
         env = gym.wrappers.RepeatAction(env, action_repeat)
     if pixels is not None:
         env = _observe_pixels(env, env_id, pixels)
+    elif is_image_space(env.observation_space):
+        env = _images_channels_first(env)
     elif not (
         isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1
     ):
@@ -221,6 +223,27 @@ def _load_mujoco_gl(env_id: str) -> None:
             f"env '{env_id}': MuJoCo cannot load its OpenGL backend for MUJOCO_GL="
             f"{os.environ.get('MUJOCO_GL', '')} ({type(e).__name__}: {detail}); {RENDER_FIX}"
         ) from None
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """Whether an env's own observations are images: a 3-d uint8 Box, channels first or last
+    (1, 3 or 4 channels)."""
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and (space.shape[0] in (1, 3, 4) or space.shape[-1] in (1, 3, 4))
+    )
+
+
+def _images_channels_first(env: gym.Env) -> gym.Env:
+    """An env whose observations are images, as the encoder takes them: channels-first uint8
+    (C, H, W), one image per observation (stacking, if wanted, is the env's own)."""
+    first, height, last = env.observation_space.shape
+    if not (last in (1, 3, 4) and first not in (1, 3, 4)):
+        return env  # already channels-first
+    space = gym.spaces.Box(0, 255, (last, first, height), np.uint8)
+    return gym.wrappers.TransformObservation(env, _channels_first, space)
 
 
 def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:

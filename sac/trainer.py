@@ -179,7 +179,8 @@ class Trainer:
             return FrameReplayBuffer(
                 cfg.agent.buffer_size,
                 self.obs_shape,
-                cfg.env.frame_stack,
+                # rendered frames are stacked by env.frame_stack; an env's own images are not
+                cfg.env.frame_stack if cfg.env.pixels else 1,
                 self.act_dim,
                 cfg.env.num_envs,
                 self.device,

@@ -132,6 +132,41 @@ class PointGoalEnv(gym.Env):
 gym.register("PointGoal-v0", entry_point=PointGoalEnv, max_episode_steps=50)
 
 
+class DotEnv(gym.Env):
+    """Observations are images, channels-last uint8 (20, 20, 3): a 3x3 white dot on black
+    at a position drawn at each reset. One step per episode: an action in [-1, 1]^2 earns
+    minus its distance to the dot's centre in the same coordinates. Acting well needs the
+    image; the best blind action, the centre, earns about -0.81 on average."""
+
+    SIZE = 20
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (self.SIZE, self.SIZE, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.cell = np.zeros(2, dtype=np.int64)
+
+    def _image(self) -> np.ndarray:
+        image = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
+        (r, c) = self.cell
+        image[r - 1 : r + 2, c - 1 : c + 2] = 255
+        return image
+
+    def target(self) -> np.ndarray:
+        return (self.cell - 1) / (self.SIZE - 3) * 2.0 - 1.0  # cells 1..SIZE-2 -> [-1, 1]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.cell = self.np_random.integers(1, self.SIZE - 1, 2)
+        return self._image(), {}
+
+    def step(self, action):
+        reward = -float(np.linalg.norm(np.asarray(action) - self.target()))
+        return self._image(), reward, True, False, {}
+
+
+gym.register("Dot-v0", entry_point=DotEnv)
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """compose() the train config with overrides, as `sac-train` would."""
