@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import multiprocessing
 import os
 import signal
 import sys
@@ -385,10 +386,13 @@ def _make_worker_env(
     """make_env inside an AsyncVectorEnv worker process. Ctrl-C and SIGTERM reach the whole
     process group (SLURM's SIGUSR2 every process of the job step); the workers ignore them so
     that the trainer can finish its step, checkpoint and close the envs itself. A forked worker
-    would otherwise also run the parent's Python handlers (submitit's would requeue the job)."""
-    for sig in ("SIGINT", "SIGTERM", "SIGUSR2"):
-        if hasattr(signal, sig):  # no SIGUSR2 on Windows
-            signal.signal(getattr(signal, sig), signal.SIG_IGN)
+    would otherwise also run the parent's Python handlers (submitit's would requeue the job).
+    AsyncVectorEnv also calls it once in the trainer's own process, for the spaces: there the
+    signals stay as they are (an ignored SIGUSR2 would be inherited by the run)."""
+    if multiprocessing.parent_process() is not None:  # a worker, not the trainer's process
+        for sig in ("SIGINT", "SIGTERM", "SIGUSR2"):
+            if hasattr(signal, sig):  # no SIGUSR2 on Windows
+                signal.signal(getattr(signal, sig), signal.SIG_IGN)
     return make_env(env_id, kwargs, action_repeat=action_repeat, pixels=pixels)
 
 

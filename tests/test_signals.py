@@ -236,3 +236,15 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_run(tmp_path):
         resumed = run_cli(["sac-train", "resume=run", f"total_steps={killed_at + 100}"], cwd)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert load_checkpoint(cwd / "run")["counters"]["env_steps"] == killed_at + 100
+
+
+def test_building_async_envs_leaves_this_processs_signal_handlers_alone():
+    """AsyncVectorEnv builds one env in the calling process for its spaces; the workers'
+    ignoring of stop signals must not happen there (an ignored SIGUSR2 is inherited, and the
+    trainer then keeps ignoring it: no checkpoint before SLURM's time limit)."""
+    from sac.envs import make_vector_env
+
+    names = [s for s in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, s)]
+    before = {s: signal.getsignal(getattr(signal, s)) for s in names}
+    make_vector_env("Pendulum-v1", None, 2, "async").close()
+    assert {s: signal.getsignal(getattr(signal, s)) for s in names} == before
