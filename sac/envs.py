@@ -90,13 +90,16 @@ def make_env(
         kwargs["render_mode"] = render_mode
     if action_repeat < 1:
         raise SACError(f"env.action_repeat must be >= 1, got {action_repeat}")
+    # Before anything imports MuJoCo or dm_control, which pick their OpenGL backend once per
+    # process: a DMC env built first without it would leave later pixel envs a GLFW that
+    # cannot render without a screen. A user's own MUJOCO_GL wins.
+    headless_rendering()
     if pixels is not None:
         if kwargs.get("render_mode") not in (None, "rgb_array"):
             raise SACError(
                 f"env.pixels renders rgb_array frames; render_mode '{kwargs['render_mode']}' "
                 "cannot be used with it"
             )
-        headless_rendering()  # before the env imports MuJoCo (a user's own MUJOCO_GL wins)
         _load_mujoco_gl(env_id)
     _register_package(env_id)
     try:

@@ -15,6 +15,11 @@ from hydra import compose, initialize_config_dir
 
 from sac.config import config_dir, register_configs
 
+# Before any test module imports MuJoCo or dm_control (test_dmc's importorskip of shimmy, at
+# collection): they pick their OpenGL backend once per process, and without a screen only EGL
+# renders (a GLFW chosen then fails every later pixel env in the process).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 REPO = Path(__file__).resolve().parent.parent
 
 
