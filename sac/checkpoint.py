@@ -118,6 +118,13 @@ def saved_obs_shape(spaces: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(n) for n in spaces.get("obs_shape", [spaces["obs_dim"]]))
 
 
+def saved_obs_keys(spaces: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]] | None:
+    """A Dict observation's keys and shapes in the order the flat observation holds them (see
+    sac.envs.obs_keys), or None for other observations and checkpoints from before them."""
+    keys = spaces.get("obs_keys")
+    return None if keys is None else [(str(k), tuple(int(n) for n in s)) for k, s in keys]
+
+
 def check_spaces(
     state: dict[str, Any], obs_shape: tuple[int, ...], act_dim: int, env_id: str
 ) -> None:
@@ -280,6 +287,20 @@ def _payload_problem(state: dict[str, Any]) -> str | None:
         and math.prod(shape) == spaces["obs_dim"]
     ):
         return "spaces.obs_shape is not a vector's or an image's shape of obs_dim entries"
+    keys = spaces.get("obs_keys")
+    if keys is not None and not (
+        isinstance(keys, list | tuple)
+        and all(
+            isinstance(k, list | tuple)
+            and len(k) == 2
+            and isinstance(k[0], str)
+            and isinstance(k[1], list | tuple)
+            and all(_count(n, least=1) for n in k[1])
+            for k in keys
+        )
+        and sum(math.prod(k[1]) for k in keys) == spaces["obs_dim"]
+    ):
+        return "spaces.obs_keys is not a list of [key, shape] adding up to obs_dim entries"
     for key in ("action_low", "action_high"):
         bounds = spaces.get(key, [])
         if not (

@@ -413,6 +413,31 @@ def obs_shape(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, ...]:
     return tuple(int(n) for n in obs_space.shape)
 
 
+ObsKeys = list[tuple[str, tuple[int, ...]]]  # a Dict observation's keys and their shapes
+
+
+def _flattened_dict(env: gym.Env) -> gym.spaces.Dict | None:
+    """The Dict observation space that make_env's FlattenObservation flattens, or None."""
+    inner = env
+    while not isinstance(inner, gym.wrappers.FlattenObservation):
+        if not isinstance(inner, gym.Wrapper):
+            return None  # a flat observation from the start
+        inner = inner.env
+    space = inner.env.observation_space
+    return space if isinstance(space, gym.spaces.Dict) else None
+
+
+def obs_keys(env: gym.Env) -> ObsKeys | None:
+    """A `make_env` env's Dict observation as the flat vector holds it: each key and the
+    shape of its Box, in the Dict's key order (FlattenObservation's, so the vector is their
+    values flattened and concatenated); None where the env's observation is no Dict of
+    Boxes."""
+    space = _flattened_dict(env)
+    if space is None or not all(isinstance(s, gym.spaces.Box) for s in space.values()):
+        return None
+    return [(key, tuple(int(n) for n in sub.shape)) for key, sub in space.items()]
+
+
 @dataclass(frozen=True)
 class GoalSpec:
     """Where a goal-conditioned env's goals lie in its flat observation (FlattenObservation of
@@ -426,16 +451,9 @@ class GoalSpec:
 def goal_spec(env: gym.Env) -> GoalSpec | None:
     """The goal API of a `make_env` env, or None if it has none: a Dict observation with
     `observation`, `achieved_goal` and `desired_goal` and a `compute_reward` of the env."""
-    inner = env
-    while not isinstance(inner, gym.wrappers.FlattenObservation):
-        if not isinstance(inner, gym.Wrapper):
-            return None  # a flat observation from the start: no goal dict
-        inner = inner.env
-    space = inner.env.observation_space
+    space = _flattened_dict(env)
     compute = getattr(env.unwrapped, "compute_reward", None)
-    if not (
-        isinstance(space, gym.spaces.Dict) and set(GOAL_KEYS) <= set(space) and callable(compute)
-    ):
+    if not (space is not None and set(GOAL_KEYS) <= set(space) and callable(compute)):
         return None
     # FlattenObservation concatenates the Dict's entries in its key order, each flattened.
     slices, offset = {}, 0

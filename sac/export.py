@@ -16,11 +16,13 @@ import importlib.util
 import itertools
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.config import config_dir, register_configs
 from sac.errors import SACError
-from sac.policy import DeployedPolicy
+from sac.policy import DeployedPolicy, KeyedPolicy
 
 register_configs()
 
@@ -60,7 +62,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
     from sac.config import agent_config, stored_train_config
-    from sac.envs import action_bounds, make_env, obs_shape, pixel_spec
+    from sac.envs import action_bounds, make_env, obs_keys, obs_shape, pixel_spec
     from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
@@ -83,6 +85,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         check_spaces(state, shape, act_dim, train_cfg.env.id)
         low, high = action_bounds(env)
         check_obs = check_observations(env, shape)
+        keys = obs_keys(env)
     finally:
         env.close()
     with restoring_from(path):
@@ -90,7 +93,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             shape, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
         )
     policy = DeployedPolicy.of(agent, low, high).to(device)
-    example = torch.zeros(EXAMPLE_BATCH, *shape, dtype=_torch_dtype(check_obs), device=device)
+    inputs = Inputs.of(keys, shape, _torch_dtype(check_obs))
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
     check_writable(out_dir)
@@ -102,7 +105,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     for fmt in formats:
         writer = export_onnx if fmt == "onnx" else export_pt2
         with _written_atomically(out_dir / FORMATS[fmt]) as tmp:
-            run = writer(policy, tmp, example)
+            run = writer(policy, tmp, inputs)
             errors[fmt] = check_parity(policy, run, check_obs, fmt)
 
     info = {
@@ -116,8 +119,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "act_dim": act_dim,
         "action_low": low.tolist(),
         "action_high": high.tolist(),
-        # images: uint8 (channels, height, width), the env's stacked frames oldest first
-        "input": {"name": INPUT_NAME, "dtype": str(check_obs.dtype), "shape": ["batch", *shape]},
+        # images: uint8 (channels, height, width), the env's stacked frames oldest first; a
+        # Dict observation: one input per key
+        "inputs": [
+            {"name": name, "dtype": str(check_obs.dtype), "shape": ["batch", *s]}
+            for name, s in zip(inputs.names, inputs.shapes)
+        ],
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", act_dim]},
         "policy": _policy_formula(agent),
         "formats": list(formats),
@@ -125,6 +132,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "max_abs_error": errors,  # vs the PyTorch actor, over the check observations
         "torch_version": torch.__version__.split("+")[0],
     }
+    if not inputs.keyed:  # the one input of a file without a Dict observation
+        info["input"] = info["inputs"][0]
     if "onnx" in formats:
         import onnx
 
@@ -187,9 +196,54 @@ def check_writable(out_dir: Path) -> None:
 Runner = Callable[[np.ndarray], np.ndarray]  # (B, *obs_shape) -> float32 (B, act_dim)
 
 
-def export_onnx(policy: DeployedPolicy, path: Path, example: torch.Tensor) -> Runner:
-    """Write `policy` as ONNX (batch axis dynamic, traced on `example`, a batch of
-    observations) and return an ONNX Runtime runner for it."""
+@dataclass(frozen=True)
+class Inputs:
+    """The exported file's inputs: one, `obs`, or for an env with a Dict observation one per
+    key (its values flattened and concatenated are the flat observation)."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    dtype: torch.dtype
+
+    @classmethod
+    def of(
+        cls, keys: list[tuple[str, tuple[int, ...]]] | None, shape: tuple[int, ...], dtype: Any
+    ) -> Inputs:
+        if keys is None:
+            return cls([INPUT_NAME], [tuple(shape)], dtype)
+        return cls([k for k, _ in keys], [s for _, s in keys], dtype)
+
+    @property
+    def keyed(self) -> bool:
+        return self.names != [INPUT_NAME]
+
+    def module(self, policy: DeployedPolicy) -> torch.nn.Module:
+        return KeyedPolicy(policy) if self.keyed else policy
+
+    def examples(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            torch.zeros(EXAMPLE_BATCH, *s, dtype=self.dtype, device=device) for s in self.shapes
+        )
+
+    def dynamic_shapes(self) -> dict[str, Any]:
+        batch = torch.export.Dim("batch", min=1)
+        if not self.keyed:
+            return {"obs": {0: batch}}
+        return {"inputs": tuple({0: batch} for _ in self.names)}
+
+    def split(self, obs: np.ndarray) -> list[np.ndarray]:
+        """A batch of flat observations as the file's inputs."""
+        if not self.keyed:
+            return [obs]
+        sizes = np.cumsum([math.prod(s) for s in self.shapes])[:-1]
+        return [
+            part.reshape(len(obs), *s) for part, s in zip(np.split(obs, sizes, axis=1), self.shapes)
+        ]
+
+
+def export_onnx(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
+    """Write `policy` as ONNX with `inputs` (batch axis dynamic) and return an ONNX Runtime
+    runner for it that takes flat observations."""
     import onnxruntime as ort
 
     # torch.onnx's default exporter since 2.9 (dynamo=True, via torch.export + onnxscript); the
@@ -197,34 +251,39 @@ def export_onnx(policy: DeployedPolicy, path: Path, example: torch.Tensor) -> Ru
     # the weights inside the one .onnx file (an actor is far below ONNX's 2 GB limit).
     with _quiet_exporter():
         torch.onnx.export(
-            policy,
-            (example,),
+            inputs.module(policy),
+            inputs.examples(policy.low.device),
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=inputs.names,
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"obs": {0: torch.export.Dim("batch", min=1)}},
+            dynamic_shapes=inputs.dynamic_shapes(),
             dynamo=True,
             external_data=False,
             verbose=False,
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda obs: session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]
+    return lambda obs: session.run(
+        [OUTPUT_NAME], dict(zip(inputs.names, inputs.split(obs), strict=True))
+    )[0]
 
 
-def export_pt2(policy: DeployedPolicy, path: Path, example: torch.Tensor) -> Runner:
-    """Write `policy` with torch.export (batch axis dynamic, traced on `example`); return a
-    runner of the file as torch.export.load reads it back."""
+def export_pt2(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
+    """Write `policy` with torch.export with `inputs` (batch axis dynamic); return a runner of
+    the file as torch.export.load reads it back, taking flat observations."""
     device = policy.low.device
     with _quiet_exporter():
         program = torch.export.export(
-            policy, (example,), dynamic_shapes={"obs": {0: torch.export.Dim("batch", min=1)}}
+            inputs.module(policy),
+            inputs.examples(device),
+            dynamic_shapes=inputs.dynamic_shapes(),
         )
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
 
     def run(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return loaded(torch.as_tensor(obs, device=device)).cpu().numpy()
+            parts = [torch.as_tensor(x, device=device) for x in inputs.split(obs)]
+            return loaded(*parts).cpu().numpy()
 
     return run
 

@@ -8,6 +8,7 @@ RescaleAction, see sac/envs.py). `to_env_action` is that map, written once for b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,13 +60,34 @@ class DeployedPolicy(nn.Module):
         return cls(agent.actor, low, high, agent.obs_norm, agent.encoder)
 
 
+ObsKeys = list[tuple[str, tuple[int, ...]]]
+
+
+class KeyedPolicy(nn.Module):
+    """A DeployedPolicy of an env with a Dict observation, taking one input per key, each
+    (batch, *shape), in the order of `keys`: flattened and concatenated, they are the flat
+    vector the agent was trained on."""
+
+    def __init__(self, policy: DeployedPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.policy(torch.cat([x.reshape(x.shape[0], -1) for x in inputs], dim=1))
+
+
 class Policy:
     """A trained agent's actor: `policy(obs)` maps a raw observation of the env's shape, or a
     batch of them, to env actions (act_dim,) or (batch, act_dim) as float32 numpy arrays.
-    Vector observations are taken as float32, images (channels, height, width) as uint8."""
+    Vector observations are taken as float32, images (channels, height, width) as uint8; an
+    env's Dict observation as the dict itself (`obs_keys`: its keys and shapes, in the order
+    the flat vector holds them) or as that flat vector."""
 
-    def __init__(self, agent: SAC, low: np.ndarray, high: np.ndarray) -> None:
+    def __init__(
+        self, agent: SAC, low: np.ndarray, high: np.ndarray, obs_keys: ObsKeys | None = None
+    ) -> None:
         self.agent = agent
+        self.obs_keys = obs_keys
         self.device = agent.device
         self.obs_shape, self.act_dim = agent.obs_shape, agent.act_dim
         self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
@@ -81,7 +103,7 @@ class Policy:
 
     def __call__(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Env actions for `obs`; `deterministic=False` samples from the policy (torch's RNG)."""
-        array = np.asarray(obs)
+        array = self._flattened(obs) if isinstance(obs, Mapping) else np.asarray(obs)
         shape = self.obs_shape
         if self.agent.pixels and array.dtype != np.uint8:
             # floats could be in [0, 1] or [0, 255]: guessing would act on the wrong images
@@ -103,6 +125,35 @@ class Policy:
         env_action = to_env_action(action, self.low, self.high).cpu().numpy()
         return env_action[0] if single else env_action
 
+    def _flattened(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """A Dict observation (one, or a batch: each value with a leading batch axis) as the
+        flat float32 vector(s) the agent was trained on."""
+        if self.obs_keys is None:
+            raise SACError(
+                "this policy's env gives no Dict observation: pass its observation array"
+            )
+        names = [key for key, _ in self.obs_keys]
+        if set(obs) != set(names):
+            raise SACError(
+                f"observation keys {sorted(obs)}; this policy takes the keys {sorted(names)}"
+            )
+        values = [np.asarray(obs[key], dtype=np.float32) for key in names]
+        single = all(v.shape == shape for v, (_, shape) in zip(values, self.obs_keys))
+        batch = {v.shape[0] for v in values if v.ndim > 0}
+        batched = len(batch) == 1 and all(
+            v.shape[1:] == shape for v, (_, shape) in zip(values, self.obs_keys)
+        )
+        if not (single or batched):
+            want = ", ".join(f"{key}: {shape}" for key, shape in self.obs_keys)
+            got = ", ".join(f"{key}: {v.shape}" for key, v in zip(names, values))
+            raise SACError(
+                f"observation of shapes {{{got}}}; this policy takes {{{want}}}, or each with "
+                "a leading batch axis of one size"
+            )
+        if single:
+            return np.concatenate([v.reshape(-1) for v in values])
+        return np.concatenate([v.reshape(len(v), -1) for v in values], axis=1)
+
 
 def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None) -> Policy:
     """The policy of a checkpoint file, or of a run directory's latest checkpoint, on `device`
@@ -116,6 +167,7 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
         load_checkpoint,
         resolve_checkpoint,
         restoring_from,
+        saved_obs_keys,
         saved_obs_shape,
     )
     from sac.config import agent_config, stored_train_config
@@ -142,7 +194,7 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
             torch_device,
             actor_only=True,
         )
-    return Policy(agent, low, high)
+    return Policy(agent, low, high, saved_obs_keys(spaces))
 
 
 def _env_action_bounds(train_cfg: Any, spaces: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

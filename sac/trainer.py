@@ -35,6 +35,7 @@ from sac.envs import (
     goal_spec,
     make_env,
     make_vector_env,
+    obs_keys,
     obs_shape,
     pixel_spec,
 )
@@ -127,6 +128,9 @@ class Trainer:
             "action_low": low.tolist(),
             "action_high": high.tolist(),
         }
+        keys = obs_keys(self.eval_env)
+        if keys is not None:  # a Dict observation: load_policy and sac-export take it by key
+            self.spaces["obs_keys"] = [[key, list(shape)] for key, shape in keys]
         self.agent = SAC(self.obs_shape, self.act_dim, agent_config(cfg), self.device)
         self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
         try:

@@ -1,0 +1,110 @@
+"""Dict observations at the boundary: a checkpoint of an env with a Dict observation records
+its keys, and `load_policy` and `sac-export` take the observation by key (the agent itself
+trains on their values flattened, in the Dict's key order)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from sac.checkpoint import load_checkpoint
+from sac.config import config_dir, register_configs
+from sac.envs import make_env, obs_keys
+from sac.errors import SACError
+from sac.export import export
+from sac.policy import load_policy
+from sac.trainer import Trainer
+
+HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+# PointGoal-v0 (tests/conftest.py): a Dict of achieved_goal, desired_goal, observation (2,) each
+KEYS = [("achieved_goal", (2,)), ("desired_goal", (2,)), ("observation", (2,))]
+TINY = [
+    "env.id=PointGoal-v0",
+    "total_steps=150",
+    "agent.warmup_steps=100",
+    "agent.batch_size=32",
+    "agent.hidden_sizes=[32,32]",
+    "eval_every=0",
+    "eval_episodes=1",
+    "device=cpu",
+]
+
+
+def _compose(name: str, *overrides: str):
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+        return compose(name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("dict_run")
+    Trainer(_compose("train", *TINY), run_dir).train()
+    return run_dir
+
+
+def _observations(n: int) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """n Dict observations of the env, and the flat vectors the agent sees of them."""
+    env = make_env("PointGoal-v0")
+    raw = env.unwrapped
+    dicts, flats = [], []
+    for seed in range(n):
+        flat, _ = env.reset(seed=seed)
+        dicts.append({k: np.asarray(v, np.float32) for k, v in raw._obs().items()})
+        flats.append(flat)
+    env.close()
+    return dicts, np.stack(flats)
+
+
+def test_the_keys_are_the_flat_vectors_layout(run_dir):
+    env = make_env("PointGoal-v0")
+    assert obs_keys(env) == KEYS
+    assert obs_keys(make_env("Pendulum-v1")) is None
+    env.close()
+    spaces = load_checkpoint(run_dir, mmap=False)["spaces"]
+    assert spaces["obs_keys"] == [[k, list(s)] for k, s in KEYS]
+    dicts, flats = _observations(3)
+    for d, f in zip(dicts, flats):  # the flat vector is the values in key order
+        np.testing.assert_array_equal(np.concatenate([d[k] for k, _ in KEYS]), f)
+
+
+def test_load_policy_takes_the_dict_one_or_a_batch(run_dir):
+    policy = load_policy(run_dir)
+    dicts, flats = _observations(4)
+    np.testing.assert_allclose(policy(dicts[0]), policy(flats[0]), rtol=0, atol=1e-6)
+    batch = {k: np.stack([d[k] for d in dicts]) for k, _ in KEYS}
+    np.testing.assert_allclose(policy(batch), policy(flats), rtol=0, atol=1e-6)
+    with pytest.raises(SACError, match="takes the keys"):
+        policy({"observation": dicts[0]["observation"]})
+    with pytest.raises(SACError, match="observation of shapes"):
+        policy({**dicts[0], "observation": np.zeros(3)})
+
+
+def test_a_policy_without_dict_observations_refuses_a_dict(tmp_path):
+    Trainer(_compose("train", *TINY, "env.id=Pendulum-v1"), tmp_path).train()
+    with pytest.raises(SACError, match="gives no Dict observation"):
+        load_policy(tmp_path)({"observation": np.zeros(3)})
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="needs the export extra (onnxruntime)")
+def test_sac_export_takes_one_named_input_per_key(run_dir, tmp_path):
+    import onnxruntime as ort
+
+    info = export(_compose("export", f"checkpoint={run_dir}", f"output_dir={tmp_path}"))
+    assert [i["name"] for i in info["inputs"]] == [k for k, _ in KEYS]
+    assert all(i["shape"] == ["batch", 2] for i in info["inputs"]) and "input" not in info
+    policy = load_policy(run_dir)
+    dicts, _ = _observations(5)
+    feed = {k: np.stack([d[k] for d in dicts]) for k, _ in KEYS}
+    session = ort.InferenceSession(str(tmp_path / "policy.onnx"))
+    assert [i.name for i in session.get_inputs()] == [k for k, _ in KEYS]
+    onnx_actions = session.run(["action"], feed)[0]
+    np.testing.assert_allclose(onnx_actions, policy(feed), rtol=0, atol=1e-5)
+    program = torch.export.load(tmp_path / "policy.pt2").module()
+    pt2_actions = program(*(torch.as_tensor(feed[k]) for k, _ in KEYS)).numpy()
+    np.testing.assert_allclose(pt2_actions, policy(feed), rtol=0, atol=1e-5)
