@@ -12,6 +12,19 @@ from sac.config import EvalConfig, TrainConfig, config_dir, register_configs, va
 from sac.errors import SACError
 
 ENV_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "env").glob("*.yaml"))
+# The standard DMC tasks of the state presets; the first six are PlaNet's benchmark, which the
+# pixel presets cover.
+DMC_TASKS = (
+    "cartpole-swingup",
+    "walker-walk",
+    "cheetah-run",
+    "finger-spin",
+    "reacher-easy",
+    "ball_in_cup-catch",
+    "hopper-hop",
+    "humanoid-walk",
+)
+PLANET_TASKS = DMC_TASKS[:6]
 EXPECTED_IDS = {
     "pendulum": "Pendulum-v1",
     "inverted_pendulum": "InvertedPendulum-v5",
@@ -21,30 +34,8 @@ EXPECTED_IDS = {
     "walker2d": "Walker2d-v5",
     "ant": "Ant-v5",
     "humanoid": "Humanoid-v5",
-    **{
-        f"dmc_{task.replace('-', '_')}": f"dm_control/{task}-v0"
-        for task in (
-            "cartpole-swingup",
-            "walker-walk",
-            "cheetah-run",
-            "finger-spin",
-            "reacher-easy",
-            "ball_in_cup-catch",
-            "hopper-hop",
-            "humanoid-walk",
-        )
-    },
-    **{
-        f"dmc_{task.replace('-', '_')}_pixels": f"dm_control/{task}-v0"
-        for task in (
-            "cartpole-swingup",
-            "walker-walk",
-            "cheetah-run",
-            "finger-spin",
-            "reacher-easy",
-            "ball_in_cup-catch",
-        )
-    },
+    **{f"dmc_{task.replace('-', '_')}": f"dm_control/{task}-v0" for task in DMC_TASKS},
+    **{f"dmc_{task.replace('-', '_')}_pixels": f"dm_control/{task}-v0" for task in PLANET_TASKS},
     "fetch_reach": "FetchReach-v4",
     "fetch_push": "FetchPush-v4",
 }
