@@ -329,11 +329,13 @@ class Trainer:
         """The gradient updates due at this step. Each transition collected after the warm-up
         earns updates_per_step updates (a vector step of N envs earns N * updates_per_step),
         counted exactly from the step counter (in frames: / action_repeat), so fractions
-        neither drift nor reset on resume.
+        neither drift nor reset on resume. They start once a batch's worth of transitions is
+        collected, if that comes after the warm-up: updates earned before it would otherwise
+        all run at once, on those first transitions and with no stop signal heard meanwhile.
         With updates_per_call = K they run K at a time, once K are due."""
-        warmup = self.cfg.agent.warmup_steps
         k, batch_size = self.cfg.updates_per_call, self.cfg.agent.batch_size
-        due = int(max(0, self.step - warmup) * self.utd)
+        start = max(self.cfg.agent.warmup_steps, batch_size * self.cfg.env.action_repeat)
+        due = int(max(0, self.step - start) * self.utd)
         while self.agent.num_updates + k <= due and len(self.buffer) >= batch_size:
             # Summed on the device, read once per log interval (no host sync here).
             if k == 1:

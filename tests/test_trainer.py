@@ -290,3 +290,30 @@ def test_a_cudagraphs_run_on_cuda_trains_and_logs_finite_losses(make_cfg, tmp_pa
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     losses = [float(r["losses/critic"]) for r in rows if r["losses/critic"]]
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_updates_start_once_a_batch_is_collected_not_in_a_burst(make_cfg, tmp_path, monkeypatch):
+    """A warm-up shorter than a batch (the Fetch presets: 100 steps, batch 2048): updates are
+    earned from the step that collects the batch's last transition, one per step, never the
+    ones of the steps before it all at once."""
+    cfg = make_cfg(
+        *SHORT,
+        "total_steps=200",
+        "agent.warmup_steps=20",
+        "agent.batch_size=64",
+        "checkpoint_every=0",
+        "eval_every=0",
+    )
+    trainer = Trainer(cfg, tmp_path)
+    per_step: list[int] = []
+    collect = trainer._collect
+
+    def counting_collect() -> None:
+        collect()
+        per_step.append(trainer.agent.num_updates)
+
+    monkeypatch.setattr(trainer, "_collect", counting_collect)
+    trainer.train()
+    assert trainer.agent.num_updates == 200 - 64
+    runs = np.diff([0, *per_step])  # updates made at each step (after its collect)
+    assert runs.max() <= 1, "updates ran in a burst"
