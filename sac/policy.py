@@ -65,7 +65,7 @@ ObsKeys = list[tuple[str, tuple[int, ...]]]
 
 class KeyedPolicy(nn.Module):
     """A DeployedPolicy of an env with a Dict observation, taking one input per key, each
-    (batch, *shape), in the order of `keys`: flattened and concatenated, they are the flat
+    (batch, *shape), in the Dict's key order: flattened and concatenated, they are the flat
     vector the agent was trained on."""
 
     def __init__(self, policy: DeployedPolicy) -> None:
