@@ -8,7 +8,8 @@ owns a ring of L = capacity // num_envs entries, and an entry is one frame (C, H
 
 - its age, frames since its episode's reset frame, capped at k (a stack reaches back no further,
   so the cap loses nothing and fits in a uint8);
-- the action, reward and terminated of the transition that ends at this frame (unused at age 0).
+- the action, reward and terminated of the transition that ends at this frame (unused at age 0);
+- with `state_dim` > 0, the env's state vector (float32) at this frame.
 
 An env's first add of an episode writes the reset frame (obs's newest) at age 0 and next_obs's
 newest frame at age 1; later adds write next_obs's newest frame only. An entry at slot p of
@@ -26,15 +27,21 @@ whose inclusive cumulative mask count first exceeds u (torch.searchsorted): exac
 reproducible, no host sync. The first sample after an add rebuilds the cumulative count,
 O(capacity) on the device; everything else a sample does is O(batch).
 
+Pixels beside the state (`state_dim` > 0): an observation is a dict {"pixels": the stack above,
+"state": float (state_dim,)}, the state at the stack's newest frame, not stacked. Each entry
+stores the state at its frame, so a sample's obs state is the entry before its row (obs's
+newest frame, already among the k + 1 gathered) and next_obs's state its row's own.
+
 Checks in `add`, always on (they compare host arrays of the step's own size): shapes and dtypes;
 that a new episode's obs is a reset stack (k equal frames), that a continuing episode's obs
-equals the env's previous next_obs, and that next_obs is obs shifted by one frame. Together they
-guarantee that the stacks this buffer builds are the ones the env gave.
+(state included) equals the env's previous next_obs, and that next_obs is obs shifted by one
+frame. Together they guarantee that the stacks this buffer builds are the ones the env gave.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +54,8 @@ log = logging.getLogger("sac")
 
 # The per-entry stores, saved for the filled slots of each ring (ring 0 first).
 _ENTRY_FIELDS = ("frames", "age", "action", "reward", "terminated")
+_STATE_FIELD = "state"  # an entry field too, saved only by buffers with state_dim > 0
+_OBS_KEYS = frozenset(("pixels", "state"))  # an observation's keys with state_dim > 0
 
 
 class FrameReplayBuffer:
@@ -55,6 +64,11 @@ class FrameReplayBuffer:
     `obs_shape` is the stacked observation's shape (frame_stack * C, H, W). `capacity` counts
     frames (entries), rounded down to a multiple of `num_envs`; each env keeps the newest
     capacity // num_envs of its own. A resume must call `restart_episodes` (the envs restart).
+
+    With `state_dim` > 0 observations are dicts {"pixels": uint8 (k*C, H, W), "state": float
+    (state_dim,)}, the state at the newest frame; each entry then also holds the state at its
+    frame (float32), and a sample's obs and next_obs are dicts {"pixels": uint8 (B, k*C, H, W),
+    "state": float32 (B, state_dim)}. With 0 (the default) they are plain uint8 stacks.
     """
 
     def __init__(
@@ -66,6 +80,8 @@ class FrameReplayBuffer:
         num_envs: int,
         device: torch.device | str,
         seed: int = 0,
+        *,
+        state_dim: int = 0,
     ) -> None:
         k = frame_stack
         if k < 1 or k > 255:  # ages capped at k live in a uint8
@@ -76,6 +92,8 @@ class FrameReplayBuffer:
             )
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if state_dim < 0:
+            raise ValueError(f"state_dim must be >= 0, got {state_dim}")
         ring = capacity // num_envs
         if ring < k + 1:  # the newest transition's two stacks need k + 1 frames
             raise ValueError(
@@ -96,6 +114,7 @@ class FrameReplayBuffer:
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.frame_shape = (obs_shape[0] // k, obs_shape[1], obs_shape[2])
         self.act_dim = act_dim
+        self.state_dim = state_dim
         self.device = torch.device(device)
         # Entry (env i, slot s) is row i * ring + s of every store.
         # Only `valid` needs a value up front: no entry is read before it is written (empty
@@ -106,6 +125,8 @@ class FrameReplayBuffer:
         self.action = torch.empty(self.capacity, act_dim, dtype=torch.float32, **on)
         self.reward = torch.empty(self.capacity, dtype=torch.float32, **on)
         self.terminated = torch.empty(self.capacity, dtype=torch.float32, **on)
+        # Without a state it has no columns: no memory, and one code path for the stores.
+        self.state = torch.empty(self.capacity, state_dim, dtype=torch.float32, **on)
         self.valid = torch.zeros(self.capacity, dtype=torch.bool, **on)
         self._cum = torch.empty(self.capacity, dtype=torch.int64, **on)  # cumsum of valid
         self._cum_stale = False
@@ -115,11 +136,17 @@ class FrameReplayBuffer:
         self.written = np.zeros(num_envs, dtype=np.int64)  # entries ever written per env
         self.open = np.zeros(num_envs, dtype=bool)  # the next add continues the env's episode
         self._last = np.zeros((num_envs, *self.obs_shape), dtype=np.uint8)  # previous next_obs
+        self._last_state = np.zeros((num_envs, state_dim), dtype=np.float32)  # and its state
         self._count = 0  # sampleable entries
         self._back = torch.arange(k, -1, -1, device=self.device)  # j = k..0: oldest frame first
         # A generator of its own keeps sampling reproducible and independent of the policy noise.
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """The per-entry stores this buffer saves (the state only where it has one)."""
+        return (*_ENTRY_FIELDS, _STATE_FIELD) if self.state_dim else _ENTRY_FIELDS
 
     def __len__(self) -> int:
         """Transitions that can be sampled now."""
@@ -128,30 +155,27 @@ class FrameReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of everything the buffer holds, device stores and host bookkeeping alike."""
-        tensors = (*(getattr(self, f) for f in _ENTRY_FIELDS), self.valid, self._cum)
-        arrays = (self._age, self._valid, self.written, self.open, self._last)
+        tensors = (*(getattr(self, f) for f in self._fields), self.valid, self._cum)
+        arrays = (self._age, self._valid, self.written, self.open, self._last, self._last_state)
         return sum(t.nelement() * t.element_size() for t in tensors) + sum(a.nbytes for a in arrays)
 
     # ----------------------------------------------------------------------------- add
     def add(
         self,
-        obs: np.ndarray,
+        obs: np.ndarray | Mapping[str, np.ndarray],
         action: np.ndarray,
         reward: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: np.ndarray | Mapping[str, np.ndarray],
         terminated: np.ndarray,
         done: np.ndarray | None = None,
     ) -> None:
         """One vector step, row i from env i. `next_obs` is the true next observation (the last
         one where the episode ended); `done` (terminated or truncated) marks the envs whose next
-        add begins a new episode, None meaning none did."""
+        add begins a new episode, None meaning none did. With state_dim > 0, obs and next_obs are
+        dicts {"pixels": uint8 (num_envs, k*C, H, W), "state": float (num_envs, state_dim)}."""
         n, k, c = self.num_envs, self.frame_stack, self.frame_shape[0]
-        obs, next_obs = np.asarray(obs), np.asarray(next_obs)
-        for name, x in (("obs", obs), ("next_obs", next_obs)):
-            if x.dtype != np.uint8 or x.shape != (n, *self.obs_shape):
-                raise ValueError(
-                    f"{name} must be uint8 of shape {(n, *self.obs_shape)}, got {x.dtype} {x.shape}"
-                )
+        pixels, obs_state = self._split(obs, "obs")
+        next_pixels, next_state = self._split(next_obs, "next_obs")
         action = np.asarray(action, dtype=np.float32)
         if action.size != n * self.act_dim:
             raise ValueError(f"action must have shape {(n, self.act_dim)}, got {action.shape}")
@@ -161,11 +185,13 @@ class FrameReplayBuffer:
         ended = np.zeros(n, bool) if done is None else np.asarray(done, dtype=bool).reshape(-1)
         if not (len(reward) == len(terminated) == len(ended) == n):
             raise ValueError(f"reward, terminated and done need one value per env ({n})")
-        self._check_stacks(obs, next_obs)
+        self._check_stacks(pixels, next_pixels)
+        self._check_states(obs_state)
 
         rows: list[int] = []  # entries written, in order
         ages: list[int] = []
         frames: list[np.ndarray] = []
+        states: list[np.ndarray] = []  # the state at each written frame
         touched: list[np.ndarray] = []  # entries whose validity may have changed
         for i in range(n):
             if self.open[i]:
@@ -173,13 +199,16 @@ class FrameReplayBuffer:
             else:  # a new episode: its reset frame first
                 rows.append(self._write(i, 0, touched))
                 ages.append(0)
-                frames.append(obs[i, -c:])
+                frames.append(pixels[i, -c:])
+                states.append(obs_state[i])
                 age = 1
             rows.append(self._write(i, age, touched))
             ages.append(age)
-            frames.append(next_obs[i, -c:])
+            frames.append(next_pixels[i, -c:])
+            states.append(next_state[i])
         self.open = ~ended
-        self._last[:] = next_obs
+        self._last[:] = next_pixels
+        self._last_state[:] = next_state
 
         # Rows with age 0 get zero action/reward/terminated: they end no transition.
         transition = np.asarray(ages) > 0
@@ -198,6 +227,8 @@ class FrameReplayBuffer:
         self.action.index_copy_(0, idx, self._to_device(act))
         self.reward.index_copy_(0, idx, self._to_device(rew))
         self.terminated.index_copy_(0, idx, self._to_device(term))
+        if self.state_dim:
+            self.state.index_copy_(0, idx, self._to_device(np.stack(states)))
         # The final host validity of every entry touched, so the order of the writes above
         # cannot matter (with ring = k + 1 a write can drop an entry written earlier this add).
         changed = np.unique(np.concatenate(touched))
@@ -222,6 +253,52 @@ class FrameReplayBuffer:
         self.written[i] = w + 1
         touched.append(np.asarray([i * ring + s]))
         return i * ring + s
+
+    def _split(
+        self, x: np.ndarray | Mapping[str, np.ndarray], name: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """An observation's checked pixels and its state as float32 ((num_envs, 0) without)."""
+        n, d = self.num_envs, self.state_dim
+        if d == 0:
+            if isinstance(x, Mapping):
+                raise ValueError(
+                    f"{name} is a dict but this frame buffer has state_dim=0: pass the uint8 "
+                    "frame stacks (or build the buffer with state_dim)"
+                )
+            pixels, state = np.asarray(x), np.zeros((n, 0), np.float32)
+        else:
+            if not isinstance(x, Mapping) or set(x) != _OBS_KEYS:
+                got = sorted(map(str, x)) if isinstance(x, Mapping) else type(x).__name__
+                raise ValueError(
+                    f"{name} must be a dict with exactly the keys 'pixels' and 'state' "
+                    f"(state_dim={d}), got {got}"
+                )
+            pixels, state = np.asarray(x["pixels"]), np.asarray(x["state"])
+            if not np.issubdtype(state.dtype, np.floating) or state.shape != (n, d):
+                raise ValueError(
+                    f"{name}['state'] must be floats of shape {(n, d)}, "
+                    f"got {state.dtype} {state.shape}"
+                )
+            state = state.astype(np.float32, copy=False)
+        if pixels.dtype != np.uint8 or pixels.shape != (n, *self.obs_shape):
+            what = f"{name}['pixels']" if d else name
+            raise ValueError(
+                f"{what} must be uint8 of shape {(n, *self.obs_shape)}, "
+                f"got {pixels.dtype} {pixels.shape}"
+            )
+        return pixels, state
+
+    def _check_states(self, obs_state: np.ndarray) -> None:
+        """A continuing episode's obs state must be the previous next_obs's, as its pixels."""
+        if not self.state_dim:
+            return
+        for i in np.flatnonzero(self.open):
+            # compared as stored (float32); a NaN state is still the same state
+            if not np.array_equal(obs_state[i], self._last_state[i], equal_nan=True):
+                raise ValueError(
+                    f"obs['state'] of env {i} is not its previous next_obs['state']: pass "
+                    "done=True for the step that ended its episode (or call restart_episodes)"
+                )
 
     def _check_stacks(self, obs: np.ndarray, next_obs: np.ndarray) -> None:
         """The stacks this buffer rebuilds must be the ones the envs gave (see module doc)."""
@@ -252,7 +329,9 @@ class FrameReplayBuffer:
     # ----------------------------------------------------------------------------- sample
     def sample(self, batch_size: int, num_batches: int | None = None) -> Batch:
         """Uniform over the sampleable transitions, with replacement, drawn on the device; with
-        `num_batches` = K, K batches stacked, each field (K, batch_size, ...)."""
+        `num_batches` = K, K batches stacked, each field (K, batch_size, ...). With state_dim > 0,
+        obs and next_obs are dicts {"pixels": uint8 (..., k*C, H, W), "state": float32 (...,
+        state_dim)}."""
         if self._count == 0:
             raise RuntimeError("cannot sample from an empty frame replay buffer")
         if self._cum_stale:
@@ -261,7 +340,13 @@ class FrameReplayBuffer:
         n = batch_size * (num_batches or 1)
         u = torch.randint(0, self._count, (n,), device=self.device, generator=self.generator)
         rows = torch.searchsorted(self._cum, u, right=True)
-        obs, next_obs = self._stacks(rows)
+        pixels, next_pixels, idx = self._stacks(rows)
+        obs: Tensor | dict[str, Tensor] = pixels
+        next_obs: Tensor | dict[str, Tensor] = next_pixels
+        if self.state_dim:
+            # the states at obs's newest frame (the entry before the row) and at next_obs's
+            obs = {"pixels": pixels, "state": self.state.index_select(0, idx[:, -2])}
+            next_obs = {"pixels": next_pixels, "state": self.state.index_select(0, rows)}
         fields = [
             obs,
             self.action.index_select(0, rows),
@@ -270,11 +355,12 @@ class FrameReplayBuffer:
             self.terminated.index_select(0, rows),
         ]
         if num_batches is not None:
-            fields = [x.view(num_batches, batch_size, *x.shape[1:]) for x in fields]
+            fields = [_split_batches(x, num_batches, batch_size) for x in fields]
         return Batch(*fields)
 
-    def _stacks(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """obs and next_obs (uint8, (len(rows), k*C, H, W)) of the transitions ending at rows."""
+    def _stacks(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """obs and next_obs (uint8, (len(rows), k*C, H, W)) of the transitions ending at rows,
+        and the rows of their k + 1 frames (len(rows), k + 1), oldest first."""
         k, ring = self.frame_stack, self.ring
         slot = rows % ring
         back = torch.minimum(self._back, self.age.index_select(0, rows).long()[:, None])
@@ -283,13 +369,15 @@ class FrameReplayBuffer:
         frames = self.frames.index_select(0, idx.reshape(-1)).view(len(rows), k + 1, frame)
         shape = (len(rows), *self.obs_shape)
         # contiguous, as ReplayBuffer's fields are (compiled updates guard on strides)
-        return frames[:, :k].reshape(shape).contiguous(), frames[:, 1:].reshape(shape).contiguous()
+        obs = frames[:, :k].reshape(shape).contiguous()
+        return obs, frames[:, 1:].reshape(shape).contiguous(), idx
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """The filled slots of each ring (ring 0 first, slot order kept, so sampling resumes
         exactly), the write counts, the open episodes and the sampler's RNG state. The validity
-        mask and the previous next_obs are rebuilt from these on load."""
+        mask and the previous next_obs are rebuilt from these on load. "state" is saved only
+        with state_dim > 0 (a state-less buffer's keys are as they always were)."""
         rows = self._filled_rows()
         # Full rings on the CPU are saved as they are: their filled rows are all rows, in
         # order, and a copy would double the largest thing in memory while it is written.
@@ -300,7 +388,7 @@ class FrameReplayBuffer:
             "frame_stack": self.frame_stack,
             **{
                 name: getattr(self, name) if whole else getattr(self, name)[rows].cpu()
-                for name in _ENTRY_FIELDS
+                for name in self._fields
             },
             "written": torch.from_numpy(self.written.copy()),
             "open": torch.from_numpy(self.open.copy()),
@@ -314,7 +402,7 @@ class FrameReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict` exactly: sample() and add() go on as the saved buffer's
-        would. The capacity, env count, frame stack and shapes must match."""
+        would. The capacity, env count, frame stack, shapes and state_dim must match."""
         problem = self.state_problem(state)
         if problem:
             raise ValueError(f"saved frame buffer: {problem}")
@@ -333,10 +421,16 @@ class FrameReplayBuffer:
                 f"saved frame buffer has {state['action'].shape[1]} action dims, "
                 f"this one {self.act_dim}"
             )
+        saved_dim = state[_STATE_FIELD].shape[1] if _STATE_FIELD in state else 0
+        if saved_dim != self.state_dim:
+            raise ValueError(
+                f"saved frame buffer has state_dim {saved_dim} (0: pixels only), "
+                f"this one {self.state_dim}"
+            )
         self.written = state["written"].cpu().numpy().astype(np.int64)
         self.open = state["open"].cpu().numpy().astype(bool)
         rows = self._filled_rows()
-        for name in _ENTRY_FIELDS:
+        for name in self._fields:
             getattr(self, name)[rows] = state[name].to(self.device)
         self._age[:] = 0
         self._age.reshape(-1)[rows.cpu().numpy()] = state["age"].cpu().numpy()
@@ -349,6 +443,7 @@ class FrameReplayBuffer:
             device=self.device,
         )
         self._last[:] = self._stacks(newest)[1].cpu().numpy()  # rows of unused envs: unused
+        self._last_state[:] = self.state.index_select(0, newest).cpu().numpy()
         saved_rng = state["generator"].cpu()
         if saved_rng.numel() == self.generator.get_state().numel():
             self.generator.set_state(saved_rng)
@@ -358,12 +453,21 @@ class FrameReplayBuffer:
     @staticmethod
     def state_problem(state: Any) -> str | None:
         """What is wrong with the structure of a saved `state_dict` (keys, types, shapes,
-        integer ranges, each ring's ages counting up from its episodes' resets), or None.
-        For untrusted checkpoints: it never raises."""
+        integer ranges, each ring's ages counting up from its episodes' resets, the optional
+        "state"), or None. For untrusted checkpoints: it never raises."""
         try:
             return _state_problem(state)
         except Exception as e:  # a crafted object can fail in ways no check foresaw
             return f"is not a frame buffer's state ({type(e).__name__})"
+
+
+def _split_batches(
+    x: Tensor | dict[str, Tensor], num_batches: int, batch_size: int
+) -> Tensor | dict[str, Tensor]:
+    """A field of num_batches * batch_size rows as (num_batches, batch_size, ...)."""
+    if isinstance(x, dict):
+        return {key: v.view(num_batches, batch_size, *v.shape[1:]) for key, v in x.items()}
+    return x.view(num_batches, batch_size, *x.shape[1:])
 
 
 def _validity(age: np.ndarray, written: np.ndarray, k: int) -> np.ndarray:
@@ -411,7 +515,15 @@ def _state_problem(state: Any) -> str | None:
         return "an env with no frames has an episode open"
     filled = np.minimum(written, ring)
     size = int(filled.sum())
-    for key in _ENTRY_FIELDS:
+    fields = _ENTRY_FIELDS
+    if _STATE_FIELD in state:  # saved by a buffer with state_dim > 0
+        x = state[_STATE_FIELD]
+        if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.ndim != 2:
+            return f"{_STATE_FIELD} is not a 2-d {torch.float32} tensor"
+        if x.shape[1] < 1:
+            return f"{_STATE_FIELD} has no columns (a buffer without a state saves none)"
+        fields = (*fields, _STATE_FIELD)
+    for key in fields:
         if len(state[key]) != size:
             return f"{key} does not hold the {size} filled entries that written says"
     if min(state["frames"].shape[1:]) < 1:
