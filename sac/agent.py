@@ -15,16 +15,17 @@ from sac import losses, simbav2
 from sac.augment import random_shift
 from sac.config import AgentConfig
 from sac.errors import SACError
-from sac.losses import Batch
+from sac.losses import PIXELS, Batch, Obs
 from sac.networks import (
     BatchRenorm,
     EncodedCritic,
     EnsembleCritic,
+    FeatureHead,
     GSDEActor,
     PixelEncoder,
     SquashedGaussianActor,
     conv_output_size,
-    feature_head,
+    encode,
     mlp,
 )
 from sac.obs_norm import ObsNormalizer
@@ -66,7 +67,9 @@ class SAC:
 
     Image observations (an `obs_shape` of (C, H, W), uint8) go through a convolutional encoder
     shared by the critics and trained by the critic loss only; the actor sees its features
-    detached; every sampled batch is randomly shifted (DrQ, Kostrikov et al. 2021).
+    detached; every sampled batch is randomly shifted (DrQ, Kostrikov et al. 2021). With
+    `state_dim` > 0 the observations are dicts {PIXELS: images, STATE: (state_dim,) vectors}:
+    the state joins the image features after the feature heads, in actor and critics alike.
     """
 
     def __init__(
@@ -75,17 +78,22 @@ class SAC:
         act_dim: int,
         cfg: AgentConfig,
         device: torch.device | str = "cpu",
+        state_dim: int = 0,
     ) -> None:
         self.obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
         self.pixels = len(self.obs_shape) == 3
+        self.state_dim = state_dim
         if not (self.pixels or len(self.obs_shape) == 1):
             raise SACError(
                 f"observations of shape {self.obs_shape}: SAC takes vectors (dim,) or images "
                 "(channels, height, width)"
             )
+        if state_dim and not self.pixels:
+            raise SACError("a state beside the observation takes images (env.pixels=true)")
         encoder = self._pixel_encoder(cfg) if self.pixels else None
         # what the actor and the critics' MLPs take: the observation, or the image features
-        obs_dim = cfg.encoder_features if encoder is not None else self.obs_shape[0]
+        # (and the state beside them)
+        obs_dim = cfg.encoder_features + state_dim if encoder is not None else self.obs_shape[0]
         self.act_dim = act_dim
         self.cfg = cfg
         self.device = torch.device(device)
@@ -131,7 +139,7 @@ class SAC:
                 # images: the actor's own feature head on the encoder's detached output (DrQ)
                 net=(
                     nn.Sequential(
-                        feature_head(encoder.out_dim, obs_dim),
+                        FeatureHead(encoder.out_dim, cfg.encoder_features),
                         mlp(obs_dim, list(cfg.hidden_sizes), 2 * act_dim, cfg.actor_batch_norm),
                     )
                     if encoder is not None
@@ -143,7 +151,7 @@ class SAC:
                 obs_dim, act_dim, critic_sizes, cfg.num_critics, cfg.critic_norm, cfg.critic_dropout
             ).to(self.device)
         if encoder is not None:  # (the target critics below copy the encoder too)
-            self.critic = EncodedCritic(encoder, obs_dim, self.critic).to(self.device)
+            self.critic = EncodedCritic(encoder, cfg.encoder_features, self.critic).to(self.device)
         self.critic_target = (
             copy.deepcopy(self.critic).requires_grad_(False) if cfg.target_networks else None
         )
@@ -208,16 +216,16 @@ class SAC:
         """The critics' image encoder, None for vector observations."""
         return self.critic.encoder if isinstance(self.critic, EncodedCritic) else None
 
-    def actor_input(self, obs: Tensor) -> Tensor:
+    def actor_input(self, obs: Obs) -> Tensor:
         """What the actor takes of (normalised) observations: the observations themselves, or
-        for images the critics' convolutional features, detached so that the actor loss does
-        not train the encoder (DrQ)."""
+        for images the critics' convolutional features (and the state beside them), detached
+        so that the actor loss does not train the encoder (DrQ)."""
         encoder = self.encoder
-        return obs if encoder is None else encoder(obs).detach()
+        return obs if encoder is None else encode(encoder, obs).detach()
 
     # ----------------------------------------------------------------------------- acting
     @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+    def act(self, obs: Obs, deterministic: bool = False) -> Tensor:
         """Actions in [-1, 1] for a batch of raw observations (no graph is built)."""
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
@@ -255,9 +263,13 @@ class SAC:
         if not self.pixels or self.cfg.augment_pad == 0:
             return batch
         pad = self.cfg.augment_pad
-        return batch._replace(
-            obs=random_shift(batch.obs, pad), next_obs=random_shift(batch.next_obs, pad)
-        )
+
+        def shift(obs: Obs) -> Obs:  # the frames only, never the state beside them
+            if isinstance(obs, dict):
+                return {**obs, PIXELS: random_shift(obs[PIXELS], pad)}
+            return random_shift(obs, pad)
+
+        return batch._replace(obs=shift(batch.obs), next_obs=shift(batch.next_obs))
 
     def update(
         self,
@@ -425,7 +437,7 @@ class SAC:
             batch.reward, batch.terminated, next_q, next_log_prob, alpha, self.cfg.gamma
         )
 
-    def actor_loss(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    def actor_loss(self, obs: Obs, alpha: Tensor) -> tuple[Tensor, Tensor]:
         """J_pi and log pi(a|s); Q is the min (SAC) or mean (REDQ) over the critics. With
         images, actor and critic heads see the encoder's features detached (DrQ)."""
         features = self.actor_input(obs)
@@ -499,11 +511,12 @@ class SAC:
         state: dict[str, Any],
         device: torch.device | str = "cpu",
         actor_only: bool = False,
+        state_dim: int = 0,
     ) -> SAC:
         """An agent built for `state` (a `state_dict`) and loaded from it; ValueError, before
         anything is allocated, if its networks are not the shapes `cfg` gives them."""
-        check_state_shapes(obs_shape, act_dim, cfg, state, actor_only)
-        agent = cls(obs_shape, act_dim, cfg, device)
+        check_state_shapes(obs_shape, act_dim, cfg, state, actor_only, state_dim)
+        agent = cls(obs_shape, act_dim, cfg, device, state_dim)
         agent.load_state_dict(state, actor_only)
         return agent
 
@@ -551,13 +564,14 @@ def check_state_shapes(
     cfg: AgentConfig,
     state: dict[str, Any],
     actor_only: bool = False,
+    state_dim: int = 0,
 ) -> None:
     """Raise ValueError unless the networks in `state` (a `state_dict`) have the shapes that
-    SAC(obs_shape, act_dim, cfg) gives them. The agent is built on the meta device, which
-    allocates nothing, so a damaged or crafted config asking for huge networks (where the
-    tensors are small) is refused before they exist."""
+    SAC(obs_shape, act_dim, cfg, state_dim=state_dim) gives them. The agent is built on the
+    meta device, which allocates nothing, so a damaged or crafted config asking for huge
+    networks (where the tensors are small) is refused before they exist."""
     with torch.device("meta"):
-        meta = SAC(obs_shape, act_dim, cfg, "meta")
+        meta = SAC(obs_shape, act_dim, cfg, "meta", state_dim)
     expected = meta.state_dict()
     parts = ("actor", "critic", "critic_target")
     if actor_only:  # what acting needs: the actor, and for images the critics' encoder

@@ -125,16 +125,33 @@ def saved_obs_keys(spaces: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]] 
     return None if keys is None else [(str(k), tuple(int(n) for n in s)) for k, s in keys]
 
 
+def saved_state_dim(spaces: dict[str, Any]) -> int:
+    """The size of the state a checkpoint's agent observed beside its frames (env.pixels_state),
+    0 where it observed none."""
+    return int(spaces.get("state_dim", 0))
+
+
 def check_spaces(
-    state: dict[str, Any], obs_shape: tuple[int, ...], act_dim: int, env_id: str
+    state: dict[str, Any],
+    obs_shape: tuple[int, ...],
+    act_dim: int,
+    env_id: str,
+    state_dim: int = 0,
 ) -> None:
     """Refuse a checkpoint trained on other observation/action shapes than `env_id` has."""
-    saved = (saved_obs_shape(state["spaces"]), state["spaces"]["act_dim"])
+    spaces = state["spaces"]
+    saved = (saved_obs_shape(spaces), spaces["act_dim"])
     if saved != (tuple(obs_shape), act_dim):
         raise SACError(
             f"the checkpoint was trained with obs shape {saved[0]} and {saved[1]} action "
             f"dims, but env {env_id} has {tuple(obs_shape)} and {act_dim} (for images: the "
             "env.pixels, env.image_size and env.frame_stack it was trained with)"
+        )
+    if saved_state_dim(spaces) != state_dim:
+        raise SACError(
+            f"the checkpoint observed a state of {saved_state_dim(spaces)} dims beside its "
+            f"frames, but env {env_id} gives {state_dim} (0: none; the env.pixels_state it "
+            "was trained with)"
         )
 
 
@@ -287,6 +304,9 @@ def _payload_problem(state: dict[str, Any]) -> str | None:
         and math.prod(shape) == spaces["obs_dim"]
     ):
         return "spaces.obs_shape is not a vector's or an image's shape of obs_dim entries"
+    state_dim = spaces.get("state_dim", 0)
+    if not (_count(state_dim) and (state_dim == 0 or len(shape) == 3)):
+        return "spaces.state_dim is not an integer >= 0 (beside image observations only)"
     keys = spaces.get("obs_keys")
     if keys is not None and not (
         isinstance(keys, list | tuple)

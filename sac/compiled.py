@@ -11,6 +11,7 @@ normalisation; images randomly shifted).
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from sac import losses, simbav2
 from sac.adam import AdamState, LinearDecay
 from sac.agent import SAC, Batch, Metrics
 from sac.kernels import use_cpu_kernels
+from sac.losses import map_batch
 
 log = logging.getLogger("sac")
 T = TypeVar("T")
@@ -102,9 +104,11 @@ class Updater:
         graph that unrolls them (one CUDA graph replay with cudagraphs=true), with no Python or
         guard checks in between. Returns each metric with shape (K,).
         """
-        k = batch.obs.shape[0]
+        k = batch.action.shape[0]
         if not self.one_graph or k == 1:
-            return _stacked([self.update(Batch(*(x[i] for x in batch))) for i in range(k)])
+            return _stacked(
+                [self.update(map_batch(operator.itemgetter(i), batch)) for i in range(k)]
+            )
         n = self.agent.num_updates
         key = tuple(self.agent.due(n + i + 1) for i in range(k))
         metrics = self._guarded(key, lambda: self._compiled_update(batch, k))
@@ -359,7 +363,7 @@ class OneGraph:
         """`_update` once per (do_actor, do_polyak) in `due`, on batch[k]; metrics (K,)."""
         return _stacked(
             [
-                self._update(Batch(*(x[i] for x in batch)), actor_metrics, *flags)
+                self._update(map_batch(operator.itemgetter(i), batch), actor_metrics, *flags)
                 for i, flags in enumerate(due)
             ]
         )

@@ -49,6 +49,9 @@ class EnvConfig:
     pixels: bool = False
     image_size: int = 84  # frames are image_size x image_size (rendered so, or resized)
     frame_stack: int = 3  # the observation stacks the last k frames: (3k, size, size) uint8
+    # with env.pixels: observe the env's state vector beside the frames, a dict observation
+    # {"pixels": the frame stack, "state": the flat state at the newest frame}
+    pixels_state: bool = False
     # MuJoCo and DMC envs only; None: the env's default (dm_control's -1, the free camera;
     # DrQ and the pixel presets use 0)
     camera_id: int | None = None
@@ -64,6 +67,11 @@ class EnvConfig:
                     f"got {self.image_size} (84 is DrQ's)",
                 ),
                 (self.frame_stack >= 1, f"env.frame_stack must be >= 1, got {self.frame_stack}"),
+                (
+                    self.pixels or not self.pixels_state,
+                    "env.pixels_state=true observes the state beside rendered frames; set "
+                    "env.pixels=true too (or env.pixels_state=false for the state alone)",
+                ),
                 (
                     self.camera_id is None or self.camera_id >= -1,
                     f"env.camera_id must be null, -1 (the free camera) or a camera index >= 0, "

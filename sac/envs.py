@@ -24,6 +24,7 @@ from gymnasium.vector import AutoresetMode
 
 from sac.config import EnvConfig
 from sac.errors import SACError
+from sac.losses import PIXELS, STATE
 from sac.seeding import env_seed
 from sac.video import headless_rendering
 
@@ -57,17 +58,26 @@ class PixelSpec:
     size: int = 84
     frame_stack: int = 3
     camera_id: int | None = None  # MuJoCo and DMC envs only; None: the env's default camera
+    # observe the flat state beside the frames: a dict {PIXELS: the stack, STATE: the state}
+    state: bool = False
 
     def __post_init__(self) -> None:
         # EnvConfig's checks and messages, so make_env's callers get the same bounds as the CLI
-        EnvConfig(image_size=self.size, frame_stack=self.frame_stack, camera_id=self.camera_id)
+        EnvConfig(
+            pixels=True,
+            image_size=self.size,
+            frame_stack=self.frame_stack,
+            camera_id=self.camera_id,
+            pixels_state=self.state,
+        )
 
 
 def pixel_spec(env_cfg: EnvConfig | DictConfig) -> PixelSpec | None:
     """The PixelSpec of an env config (EnvConfig or its DictConfig); None without env.pixels."""
     if not env_cfg.pixels:
         return None
-    return PixelSpec(env_cfg.image_size, env_cfg.frame_stack, env_cfg.camera_id)
+    state = bool(getattr(env_cfg, "pixels_state", False))  # older saved configs lack it
+    return PixelSpec(env_cfg.image_size, env_cfg.frame_stack, env_cfg.camera_id, state)
 
 
 def make_env(
@@ -264,19 +274,44 @@ def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:
             f"{'' if ncam == 0 else 'one of them, '}-1 (the free camera) or null (the env's "
             "default)"
         )
+    if pixels.state and not _is_vector(env.observation_space):
+        env = gym.wrappers.FlattenObservation(env)
     env = _SquareFrames(env, env_id, pixels.size)
     try:
         # resets and renders once: a machine that cannot render fails here, not in training
-        env = gym.wrappers.AddRenderObservation(env, render_only=True)
+        env = gym.wrappers.AddRenderObservation(
+            env, render_only=not pixels.state, render_key=PIXELS, obs_key=STATE
+        )
     except BaseException:
         env.close()
         raise
     size, k = pixels.size, pixels.frame_stack
     frame_space = gym.spaces.Box(0, 255, (3, size, size), np.uint8)
-    env = gym.wrappers.TransformObservation(env, _channels_first, frame_space)
-    # "reset" padding: the first observation of an episode repeats its first frame
+    if not pixels.state:
+        env = gym.wrappers.TransformObservation(env, _channels_first, frame_space)
+        # "reset" padding: the first observation of an episode repeats its first frame
+        env = gym.wrappers.FrameStackObservation(env, k, padding_type="reset")
+        return gym.wrappers.ReshapeObservation(env, (3 * k, size, size))
+    state = env.observation_space[STATE]
+    state_space = gym.spaces.Box(-np.inf, np.inf, state.shape, np.float32)
+    env = gym.wrappers.TransformObservation(
+        env,
+        lambda o: {PIXELS: _channels_first(o[PIXELS]), STATE: o[STATE].astype(np.float32)},
+        gym.spaces.Dict({PIXELS: frame_space, STATE: state_space}),
+    )
+    # Stacks both, then keeps the newest state only: the state is Markov, the frames are not.
     env = gym.wrappers.FrameStackObservation(env, k, padding_type="reset")
-    return gym.wrappers.ReshapeObservation(env, (3 * k, size, size))
+    return gym.wrappers.TransformObservation(
+        env,
+        lambda o: {PIXELS: o[PIXELS].reshape(3 * k, size, size), STATE: o[STATE][-1]},
+        gym.spaces.Dict(
+            {PIXELS: gym.spaces.Box(0, 255, (3 * k, size, size), np.uint8), STATE: state_space}
+        ),
+    )
+
+
+def _is_vector(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 1
 
 
 def _camera_count(env: gym.Env) -> int | None:
@@ -408,9 +443,17 @@ def space_dims(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, int]:
 
 def obs_shape(env: gym.Env | gym.vector.VectorEnv) -> tuple[int, ...]:
     """The shape of one observation of a single env or of one member of a vector env:
-    (obs_dim,) for a state, (3 * frame_stack, size, size) for pixels."""
+    (obs_dim,) for a state, (3 * frame_stack, size, size) for pixels (beside the state too)."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
+    if isinstance(obs_space, gym.spaces.Dict):
+        obs_space = obs_space[PIXELS]
     return tuple(int(n) for n in obs_space.shape)
+
+
+def state_dim(env: gym.Env | gym.vector.VectorEnv) -> int:
+    """The size of the state observed beside the frames (PixelSpec.state), else 0."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    return int(obs_space[STATE].shape[0]) if isinstance(obs_space, gym.spaces.Dict) else 0
 
 
 ObsKeys = list[tuple[str, tuple[int, ...]]]  # a Dict observation's keys and their shapes
@@ -471,14 +514,18 @@ def goal_spec(env: gym.Env) -> GoalSpec | None:
     return GoalSpec(slices["achieved_goal"], slices["desired_goal"], reward)
 
 
+# A vector env's observations: an array, or for frames beside the state {PIXELS:, STATE:}
+Observation = np.ndarray | dict[str, np.ndarray]
+
+
 @dataclass
 class Transitions:
     """One vector step's transitions, one row per env, ready for the replay buffer."""
 
-    obs: np.ndarray
+    obs: Observation
     action: np.ndarray
     reward: np.ndarray
-    next_obs: np.ndarray  # the true next observation, also where the episode just ended
+    next_obs: Observation  # the true next observation, also where the episode just ended
     terminated: np.ndarray
     truncated: np.ndarray
     episode_returns: list[float] = field(default_factory=list)  # episodes finished this step
@@ -511,12 +558,16 @@ class EnvRunner:
                 "with the env.num_envs the run was started with"
             )
         # uint8 frames stay uint8 (a quarter of float32's memory; the buffer stores them so),
-        # any other observation becomes float32
-        uint8 = envs.single_observation_space.dtype == np.uint8
-        self.obs_dtype = np.dtype(np.uint8 if uint8 else np.float32)
+        # any other observation becomes float32; frames beside the state: a dict of the two
+        space = envs.single_observation_space
+        spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {None: space}
+        self._dtypes = {
+            key: np.dtype(np.uint8 if sub.dtype == np.uint8 else np.float32)
+            for key, sub in spaces.items()
+        }
         seeds = [env_seed(seed, i, int(k)) for i, k in enumerate(self.episodes)]
         obs, _ = envs.reset(seed=seeds)
-        self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        self.obs = self._cast(obs)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
@@ -526,7 +577,7 @@ class EnvRunner:
             self.obs,
             action,
             np.asarray(reward, dtype=np.float32),
-            np.asarray(next_obs, dtype=self.obs_dtype),
+            self._cast(next_obs),
             np.asarray(terminated),
             np.asarray(truncated),
         )
@@ -545,8 +596,14 @@ class EnvRunner:
                 for i, (k, d) in enumerate(zip(self.episodes, done))
             ]
             next_obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": done})
-        self.obs = np.asarray(next_obs, dtype=self.obs_dtype)
+        self.obs = self._cast(next_obs)
         return out
+
+    def _cast(self, obs: Any) -> Observation:
+        """A vector env's observations in the dtypes the buffer stores."""
+        if None in self._dtypes:
+            return np.asarray(obs, dtype=self._dtypes[None])
+        return {key: np.asarray(obs[key], dtype=dtype) for key, dtype in self._dtypes.items()}
 
     def close(self) -> None:
         self.envs.close()

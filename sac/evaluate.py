@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
-    from sac.envs import make_env, obs_shape, pixel_spec
+    from sac.envs import make_env, obs_shape, pixel_spec, state_dim
     from sac.rollout import evaluate_policy
     from sac.runtime import resolve_device
     from sac.seeding import eval_seed, stream_seed
@@ -52,10 +52,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         pixels=pixel_spec(train_cfg.env),  # the frames it learned from
     )
     shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
-    check_spaces(state, shape, act_dim, train_cfg.env.id)
+    check_spaces(state, shape, act_dim, train_cfg.env.id, state_dim(env))
     with restoring_from(path):
         agent = SAC.from_state(
-            shape, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+            shape,
+            act_dim,
+            agent_config(train_cfg),
+            state["agent"],
+            device,
+            actor_only=True,
+            state_dim=state_dim(env),
         )
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem

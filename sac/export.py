@@ -33,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.config import config_dir, register_configs
 from sac.errors import SACError
-from sac.policy import DeployedPolicy, KeyedPolicy
+from sac.losses import PIXELS, STATE
+from sac.policy import DeployedPolicy, KeyedPolicy, PixelStatePolicy
 
 register_configs()
 
@@ -54,6 +55,11 @@ POLICY_PIXELS = (
     "deterministic: action = low + (tanh(mean(encoder(obs))) + 1) / 2 * (high - low), obs the "
     "uint8 stacked frames"
 )
+# frames beside the state: the encoder's features and the state, side by side
+POLICY_PIXELS_STATE = (
+    "deterministic: action = low + (tanh(mean([encoder(pixels), state])) + 1) / 2 * "
+    "(high - low), pixels the uint8 stacked frames, state the float32 state"
+)
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
@@ -62,7 +68,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from sac.agent import SAC
     from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
     from sac.config import agent_config, stored_train_config
-    from sac.envs import action_bounds, make_env, obs_keys, obs_shape, pixel_spec
+    from sac.envs import action_bounds, make_env, obs_keys, obs_shape, pixel_spec, state_dim
     from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
@@ -82,18 +88,25 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     env = make_env(train_cfg.env.id, train_cfg.env.kwargs, pixels=pixel_spec(train_cfg.env))
     try:
         shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
-        check_spaces(state, shape, act_dim, train_cfg.env.id)
+        state_size = state_dim(env)
+        check_spaces(state, shape, act_dim, train_cfg.env.id, state_size)
         low, high = action_bounds(env)
         check_obs = check_observations(env, shape)
-        keys = obs_keys(env)
+        inputs = Inputs.of(obs_keys(env), shape, _torch_dtype(check_obs[0]), state_size)
+        check_obs = inputs.split(check_obs[0]) if len(check_obs) == 1 else check_obs
     finally:
         env.close()
     with restoring_from(path):
         agent = SAC.from_state(
-            shape, act_dim, agent_config(train_cfg), state["agent"], device, actor_only=True
+            shape,
+            act_dim,
+            agent_config(train_cfg),
+            state["agent"],
+            device,
+            actor_only=True,
+            state_dim=state_size,
         )
-    policy = DeployedPolicy.of(agent, low, high).to(device)
-    inputs = Inputs.of(keys, shape, _torch_dtype(check_obs))
+    policy = inputs.module(DeployedPolicy.of(agent, low, high).to(device))
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
     check_writable(out_dir)
@@ -122,8 +135,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         # images: uint8 (channels, height, width), the env's stacked frames oldest first; a
         # Dict observation: one input per key
         "inputs": [
-            {"name": name, "dtype": str(check_obs.dtype), "shape": ["batch", *s]}
-            for name, s in zip(inputs.names, inputs.shapes)
+            {"name": name, "dtype": str(dtype).removeprefix("torch."), "shape": ["batch", *s]}
+            for name, s, dtype in zip(inputs.names, inputs.shapes, inputs.dtypes)
         ],
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", act_dim]},
         "policy": _policy_formula(agent),
@@ -132,6 +145,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "max_abs_error": errors,  # vs the PyTorch actor, over the check observations
         "torch_version": torch.__version__.split("+")[0],
     }
+    if state_size:
+        info["state_dim"] = state_size
     if not inputs.keyed:  # the one input of a file without a Dict observation
         info["input"] = info["inputs"][0]
     if "onnx" in formats:
@@ -157,19 +172,37 @@ def parse_format(spec: str) -> tuple[str, ...]:
     raise SACError(f"format={spec} is not a known format; use onnx, pt2 or all{hint}")
 
 
-def check_observations(env: Any, shape: tuple[int, ...], n: int = 512) -> np.ndarray:
+def check_observations(env: Any, shape: tuple[int, ...], n: int = 512) -> list[np.ndarray]:
     """Observations the exported files are checked on: real reset observations of the env, then
     Gaussian ones at two scales (vectors) or uniform random pixels (uint8 images; fewer, as
-    each is large), since a deployed policy may meet states training never saw."""
+    each is large), since a deployed policy may meet states training never saw. One array of
+    flat observations; for frames beside the state, the frames and the states."""
     rng = np.random.default_rng(0)
     if len(shape) == 3:
-        real = [np.asarray(env.reset(seed=i)[0], dtype=np.uint8) for i in range(4)]
-        noise = rng.integers(0, 256, (28, *shape), dtype=np.uint8)
-        return np.concatenate([np.stack(real), noise])
+        real = [env.reset(seed=i)[0] for i in range(4)]
+        if isinstance(real[0], dict):  # frames beside the state
+            states = np.stack([r[STATE] for r in real]).astype(np.float32)
+            noise = _gaussian(rng, 28, states.shape[1:])
+            frames = [np.stack([np.asarray(r[PIXELS], dtype=np.uint8) for r in real])]
+            return [
+                np.concatenate([*frames, _pixels(rng, 28, shape)]),
+                np.concatenate([states, noise]),
+            ]
+        frames = [np.stack([np.asarray(r, dtype=np.uint8) for r in real])]
+        return [np.concatenate([*frames, _pixels(rng, 28, shape)])]
     real = [np.asarray(env.reset(seed=i)[0], dtype=np.float32).reshape(-1) for i in range(8)]
-    noise = rng.standard_normal((n - len(real), *shape)).astype(np.float32)
-    noise[len(noise) // 2 :] *= 10.0
-    return np.concatenate([np.stack(real), noise])
+    return [np.concatenate([np.stack(real), _gaussian(rng, n - len(real), shape)])]
+
+
+def _pixels(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def _gaussian(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """n standard normal float32 vectors, the second half scaled by 10."""
+    noise = rng.standard_normal((n, *shape)).astype(np.float32)
+    noise[n // 2 :] *= 10.0
+    return noise
 
 
 def _torch_dtype(obs: np.ndarray) -> torch.dtype:
@@ -178,6 +211,8 @@ def _torch_dtype(obs: np.ndarray) -> torch.dtype:
 
 def _policy_formula(agent: Any) -> str:
     """The sidecar's description of what the file computes."""
+    if agent.state_dim:
+        return POLICY_PIXELS_STATE
     if agent.encoder is not None:
         return POLICY_PIXELS
     return POLICY_OBS_NORM if agent.obs_norm is not None else POLICY
@@ -193,42 +228,55 @@ def check_writable(out_dir: Path) -> None:
         raise SACError(f"cannot write to output_dir {out_dir}: {e}; set output_dir=...") from None
 
 
-Runner = Callable[[np.ndarray], np.ndarray]  # (B, *obs_shape) -> float32 (B, act_dim)
+Runner = Callable[[list[np.ndarray]], np.ndarray]  # the inputs (B, ...) -> float32 (B, act_dim)
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """The exported file's inputs: one, `obs`, or for an env with a Dict observation one per
-    key (its values flattened and concatenated are the flat observation)."""
+    """The exported file's inputs: one, `obs`; for an env with a Dict observation one per key
+    (its values flattened and concatenated are the flat observation); for frames beside the
+    state, `pixels` and `state`."""
 
     names: list[str]
     shapes: list[tuple[int, ...]]
-    dtype: torch.dtype
+    dtypes: list[torch.dtype]
 
     @classmethod
     def of(
-        cls, keys: list[tuple[str, tuple[int, ...]]] | None, shape: tuple[int, ...], dtype: Any
+        cls,
+        keys: list[tuple[str, tuple[int, ...]]] | None,
+        shape: tuple[int, ...],
+        dtype: Any,
+        state_dim: int = 0,
     ) -> Inputs:
+        if state_dim:
+            return cls([PIXELS, STATE], [tuple(shape), (state_dim,)], [torch.uint8, torch.float32])
         if keys is None:
-            return cls([INPUT_NAME], [tuple(shape)], dtype)
-        return cls([k for k, _ in keys], [s for _, s in keys], dtype)
+            return cls([INPUT_NAME], [tuple(shape)], [dtype])
+        return cls([k for k, _ in keys], [s for _, s in keys], [dtype] * len(keys))
 
     @property
     def keyed(self) -> bool:
         return self.names != [INPUT_NAME]
 
     def module(self, policy: DeployedPolicy) -> torch.nn.Module:
+        """`policy` taking these inputs as positional arguments."""
+        if self.names == [PIXELS, STATE]:
+            return PixelStatePolicy(policy)
         return KeyedPolicy(policy) if self.keyed else policy
 
     def examples(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         return tuple(
-            torch.zeros(EXAMPLE_BATCH, *s, dtype=self.dtype, device=device) for s in self.shapes
+            torch.zeros(EXAMPLE_BATCH, *s, dtype=d, device=device)
+            for s, d in zip(self.shapes, self.dtypes)
         )
 
     def dynamic_shapes(self) -> dict[str, Any]:
         batch = torch.export.Dim("batch", min=1)
         if not self.keyed:
             return {"obs": {0: batch}}
+        if self.names == [PIXELS, STATE]:
+            return {PIXELS: {0: batch}, STATE: {0: batch}}
         return {"inputs": tuple({0: batch} for _ in self.names)}
 
     def split(self, obs: np.ndarray) -> list[np.ndarray]:
@@ -241,9 +289,9 @@ class Inputs:
         ]
 
 
-def export_onnx(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
-    """Write `policy` as ONNX with `inputs` (batch axis dynamic) and return an ONNX Runtime
-    runner for it that takes flat observations."""
+def export_onnx(policy: torch.nn.Module, path: Path, inputs: Inputs) -> Runner:
+    """Write `policy` (taking `inputs`) as ONNX, the batch axis dynamic, and return an ONNX
+    Runtime runner of the file."""
     import onnxruntime as ort
 
     # torch.onnx's default exporter since 2.9 (dynamo=True, via torch.export + onnxscript); the
@@ -251,8 +299,8 @@ def export_onnx(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
     # the weights inside the one .onnx file (an actor is far below ONNX's 2 GB limit).
     with _quiet_exporter():
         torch.onnx.export(
-            inputs.module(policy),
-            inputs.examples(policy.low.device),
+            policy,
+            inputs.examples(_device(policy)),
             str(path),
             input_names=inputs.names,
             output_names=[OUTPUT_NAME],
@@ -262,47 +310,49 @@ def export_onnx(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
             verbose=False,
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda obs: session.run(
-        [OUTPUT_NAME], dict(zip(inputs.names, inputs.split(obs), strict=True))
-    )[0]
+    return lambda parts: session.run([OUTPUT_NAME], dict(zip(inputs.names, parts, strict=True)))[0]
 
 
-def export_pt2(policy: DeployedPolicy, path: Path, inputs: Inputs) -> Runner:
-    """Write `policy` with torch.export with `inputs` (batch axis dynamic); return a runner of
-    the file as torch.export.load reads it back, taking flat observations."""
-    device = policy.low.device
+def export_pt2(policy: torch.nn.Module, path: Path, inputs: Inputs) -> Runner:
+    """Write `policy` (taking `inputs`) with torch.export, the batch axis dynamic; return a
+    runner of the file as torch.export.load reads it back."""
+    device = _device(policy)
     with _quiet_exporter():
         program = torch.export.export(
-            inputs.module(policy),
-            inputs.examples(device),
-            dynamic_shapes=inputs.dynamic_shapes(),
+            policy, inputs.examples(device), dynamic_shapes=inputs.dynamic_shapes()
         )
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
 
-    def run(obs: np.ndarray) -> np.ndarray:
+    def run(parts: list[np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            parts = [torch.as_tensor(x, device=device) for x in inputs.split(obs)]
-            return loaded(*parts).cpu().numpy()
+            return loaded(*(torch.as_tensor(x, device=device) for x in parts)).cpu().numpy()
 
     return run
 
 
-def check_parity(policy: DeployedPolicy, run: Runner, obs: np.ndarray, fmt: str) -> float:
-    """Max |exported - PyTorch| over `obs`, fed in batches of other sizes than the traced one;
-    an SACError if it exceeds float32 rounding at the action's scale."""
+def _device(policy: torch.nn.Module) -> torch.device:
+    return next(policy.buffers()).device  # (the action bounds)
+
+
+def check_parity(policy: torch.nn.Module, run: Runner, parts: list[np.ndarray], fmt: str) -> float:
+    """Max |exported - PyTorch| over the check inputs `parts` (one array per input, rows
+    alike), fed in batches of other sizes than the traced one; an SACError if it exceeds
+    float32 rounding at the action's scale."""
+    device = _device(policy)
     with torch.no_grad():
-        expected = policy(torch.as_tensor(obs, device=policy.low.device)).cpu().numpy()
+        expected = policy(*(torch.as_tensor(x, device=device) for x in parts)).cpu().numpy()
     chunks, start, sizes = [], 0, itertools.cycle(CHECK_BATCHES)
-    while start < len(obs):
+    while start < len(parts[0]):
         size = next(sizes)
-        chunks.append(np.asarray(run(obs[start : start + size])))
+        chunks.append(np.asarray(run([x[start : start + size] for x in parts])))
         start += size
     got = np.concatenate(chunks)
     if got.shape != expected.shape:
         raise SACError(f"exported {fmt} policy returned shape {got.shape}, not {expected.shape}")
     err = float(np.max(np.abs(got - expected)))
-    scale = max(1.0, float(policy.low.abs().max()), float(policy.high.abs().max()))
+    low, high = (b for name, b in policy.named_buffers() if name.endswith(("low", "high")))
+    scale = max(1.0, float(low.abs().max()), float(high.abs().max()))
     if not err <= 1e-5 * scale:  # `not <=` also catches NaN
         raise SACError(
             f"exported {fmt} policy differs from the PyTorch actor by up to {err:.3g}; "

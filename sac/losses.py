@@ -5,6 +5,7 @@ outputs and calls these; every execution path (eager, compiled, CUDA graphs) run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 import torch
@@ -12,15 +13,30 @@ from torch import Tensor
 
 T = TypeVar("T", float, Tensor)
 
+# The keys of an observation of frames beside the state: the uint8 frame stack and the state.
+PIXELS, STATE = "pixels", "state"
+Obs = Tensor | dict[str, Tensor]
+
 
 class Batch(NamedTuple):
-    """A batch of transitions; actions in the policy's [-1, 1] space."""
+    """A batch of transitions; actions in the policy's [-1, 1] space. Observations are
+    tensors, or for frames beside the state dicts {PIXELS: frames, STATE: states}."""
 
-    obs: Tensor
+    obs: Obs
     action: Tensor
     reward: Tensor
-    next_obs: Tensor
+    next_obs: Obs
     terminated: Tensor  # 1.0 where the episode ended in a terminal state (no bootstrap)
+
+
+def map_obs(fn: Callable[[Tensor], Tensor], obs: Obs) -> Obs:
+    """`fn` applied to an observation tensor, or to each tensor of a dict observation."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
+def map_batch(fn: Callable[[Tensor], Tensor], batch: Batch) -> Batch:
+    """`fn` applied to every tensor of `batch` (e.g. taking batch k of K stacked ones)."""
+    return Batch(*(map_obs(fn, x) for x in batch))
 
 
 def td_target(

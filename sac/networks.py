@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from sac.losses import PIXELS, STATE
+
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -359,25 +361,50 @@ def conv_output_size(height: int, width: int, layers: int) -> tuple[int, int]:
     return size(height), size(width)
 
 
-def feature_head(in_dim: int, features: int) -> nn.Sequential:
-    """DrQ's head on the convolutional features: linear, LayerNorm, tanh."""
-    return nn.Sequential(nn.Linear(in_dim, features), nn.LayerNorm(features), nn.Tanh())
+def encode(encoder: nn.Module, obs: Tensor | dict[str, Tensor]) -> Tensor:
+    """The encoder's output of images, (B, out_dim); of frames beside the state (a dict
+    {PIXELS: frames, STATE: states}), the state concatenated after it (FeatureHead passes it
+    through to the MLPs)."""
+    if not isinstance(obs, dict):
+        return encoder(obs)
+    return torch.cat([encoder(obs[PIXELS]), obs[STATE]], -1)
+
+
+class FeatureHead(nn.Sequential):
+    """DrQ's head on the convolutional features: linear, LayerNorm, tanh. Its input may carry
+    a state vector after the `in_dim` convolutional features (frames beside the state), which
+    passes through unchanged beside the head's `features` outputs."""
+
+    def __init__(self, in_dim: int, features: int) -> None:
+        super().__init__(nn.Linear(in_dim, features), nn.LayerNorm(features), nn.Tanh())
+        self.in_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        head = super().forward(x[..., : self.in_dim])
+        if x.shape[-1] == self.in_dim:
+            return head
+        return torch.cat([head, x[..., self.in_dim :]], -1)
 
 
 class EncodedCritic(nn.Module):
     """The critics of image observations: a PixelEncoder and a feature head shared by the N
-    critics (an EnsembleCritic on the head's output). The critic loss trains the encoder;
-    `heads` takes the encoder's features as they are (the actor loss passes them detached)."""
+    critics (an EnsembleCritic on the head's output, and the state where it is observed
+    beside the frames). The critic loss trains the encoder; `heads` takes `features` as they
+    are (the actor loss passes them detached)."""
 
     def __init__(self, encoder: PixelEncoder, features: int, critics: EnsembleCritic) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = feature_head(encoder.out_dim, features)
+        self.head = FeatureHead(encoder.out_dim, features)
         self.critics = critics
 
-    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
-        return self.heads(self.encoder(obs), act)
+    def forward(self, obs: Tensor | dict[str, Tensor], act: Tensor) -> Tensor:
+        return self.heads(self.features(obs), act)
 
-    def heads(self, conv_features: Tensor, act: Tensor) -> Tensor:
-        """Q_i, (N, B), of the encoder's output `conv_features`."""
-        return self.critics(self.head(conv_features), act)
+    def features(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
+        """`encode(self.encoder, obs)`."""
+        return encode(self.encoder, obs)
+
+    def heads(self, features: Tensor, act: Tensor) -> Tensor:
+        """Q_i, (N, B), of `features` (see `features`)."""
+        return self.critics(self.head(features), act)

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from sac.errors import SACError
+from sac.losses import PIXELS, STATE, Obs
+from sac.networks import encode
 
 if TYPE_CHECKING:
     from sac.agent import SAC
@@ -50,8 +52,8 @@ class DeployedPolicy(nn.Module):
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
         self.eval().requires_grad_(False)
 
-    def forward(self, obs: Tensor) -> Tensor:
-        features = self.encoder(self.obs_norm(obs))
+    def forward(self, obs: Obs) -> Tensor:
+        features = encode(self.encoder, self.obs_norm(obs))
         return to_env_action(self.actor.deterministic(features), self.low, self.high)
 
     @classmethod
@@ -76,12 +78,26 @@ class KeyedPolicy(nn.Module):
         return self.policy(torch.cat([x.reshape(x.shape[0], -1) for x in inputs], dim=1))
 
 
+class PixelStatePolicy(nn.Module):
+    """A DeployedPolicy of frames beside the state (env.pixels_state), taking the two as
+    inputs: uint8 frames (batch, 3k, H, W) and float32 states (batch, state_dim)."""
+
+    def __init__(self, policy: DeployedPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, pixels: Tensor, state: Tensor) -> Tensor:
+        return self.policy({PIXELS: pixels, STATE: state})
+
+
 class Policy:
     """A trained agent's actor: `policy(obs)` maps a raw observation of the env's shape, or a
     batch of them, to env actions (act_dim,) or (batch, act_dim) as float32 numpy arrays.
     Vector observations are taken as float32, images (channels, height, width) as uint8; an
     env's Dict observation as the dict itself (`obs_keys`: its keys and shapes, in the order
-    the flat vector holds them) or as that flat vector."""
+    the flat vector holds them) or as that flat vector; frames beside the state
+    (env.pixels_state) as the env gives them, a dict {"pixels": uint8 frames, "state": the
+    state vector}."""
 
     def __init__(
         self, agent: SAC, low: np.ndarray, high: np.ndarray, obs_keys: ObsKeys | None = None
@@ -103,6 +119,11 @@ class Policy:
 
     def __call__(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Env actions for `obs`; `deterministic=False` samples from the policy (torch's RNG)."""
+        if self.agent.state_dim:
+            frames, single = self._pixels_and_state(obs)
+            action = self.agent.act(frames, deterministic)
+            env_action = to_env_action(action, self.low, self.high).cpu().numpy()
+            return env_action[0] if single else env_action
         array = self._flattened(obs) if isinstance(obs, Mapping) else np.asarray(obs)
         shape = self.obs_shape
         if self.agent.pixels and array.dtype != np.uint8:
@@ -124,6 +145,37 @@ class Policy:
         action = self.agent.act(obs_t.unsqueeze(0) if single else obs_t, deterministic)
         env_action = to_env_action(action, self.low, self.high).cpu().numpy()
         return env_action[0] if single else env_action
+
+    def _pixels_and_state(self, obs: Any) -> tuple[dict[str, Tensor], bool]:
+        """Frames beside the state, one or a batch, as the agent's batch; and whether it was
+        one."""
+        shapes = {PIXELS: self.obs_shape, STATE: (self.agent.state_dim,)}
+        want = f"{{pixels: uint8 {shapes[PIXELS]}, state: {shapes[STATE]}}}"
+        if not isinstance(obs, Mapping) or set(obs) != set(shapes):
+            got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
+            raise SACError(
+                f"observation {got}; this policy takes frames beside the state, a dict {want}, "
+                "or each with a leading batch axis of one size"
+            )
+        pixels, state = np.asarray(obs[PIXELS]), np.asarray(obs[STATE], dtype=np.float32)
+        if pixels.dtype != np.uint8:
+            raise SACError(
+                f"image observations of dtype {pixels.dtype}; this policy takes uint8 images "
+                "(the env's own observations)"
+            )
+        single = pixels.shape == shapes[PIXELS] and state.shape == shapes[STATE]
+        batched = (
+            pixels.ndim > 0
+            and pixels.shape[1:] == shapes[PIXELS]
+            and state.shape == (len(pixels), *shapes[STATE])
+        )
+        if not (single or batched):
+            raise SACError(
+                f"observation of shapes {{pixels: {pixels.shape}, state: {state.shape}}}; this "
+                f"policy takes {want}, or each with a leading batch axis of one size"
+            )
+        frames = {PIXELS: torch.as_tensor(pixels), STATE: torch.as_tensor(state)}
+        return {k: (v[None] if single else v).to(self.device) for k, v in frames.items()}, single
 
     def _flattened(self, obs: Mapping[str, Any]) -> np.ndarray:
         """A Dict observation (one, or a batch: each value with a leading batch axis) as the
@@ -169,6 +221,7 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
         restoring_from,
         saved_obs_keys,
         saved_obs_shape,
+        saved_state_dim,
     )
     from sac.config import agent_config, stored_train_config
     from sac.runtime import resolve_device
@@ -193,6 +246,7 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
             state["agent"],
             torch_device,
             actor_only=True,
+            state_dim=saved_state_dim(spaces),
         )
     return Policy(agent, low, high, saved_obs_keys(spaces))
 
@@ -200,12 +254,12 @@ def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None
 def _env_action_bounds(train_cfg: Any, spaces: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The action bounds of the env a checkpoint was trained on, from its stored config."""
     from sac.checkpoint import check_spaces
-    from sac.envs import action_bounds, make_env, obs_shape, pixel_spec
+    from sac.envs import action_bounds, make_env, obs_shape, pixel_spec, state_dim
 
     env = make_env(train_cfg.env.id, train_cfg.env.kwargs, pixels=pixel_spec(train_cfg.env))
     try:
         act_dim = int(np.prod(env.action_space.shape))
-        check_spaces({"spaces": spaces}, obs_shape(env), act_dim, train_cfg.env.id)
+        check_spaces({"spaces": spaces}, obs_shape(env), act_dim, train_cfg.env.id, state_dim(env))
         return action_bounds(env)
     finally:
         env.close()

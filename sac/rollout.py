@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sac.agent import SAC
+from sac.losses import Obs
 
 
 @dataclass
@@ -52,9 +53,7 @@ def evaluate_policy(
         if render:
             on_frame(episode, env.render())
         while not done:
-            obs = np.asarray(obs) if agent.pixels else np.asarray(obs, dtype=np.float32)
-            obs_t = torch.as_tensor(obs, device=agent.device)
-            action = agent.act(obs_t.unsqueeze(0), deterministic=deterministic)[0].cpu().numpy()
+            action = agent.act(_one(agent, obs), deterministic=deterministic)[0].cpu().numpy()
             obs, reward, terminated, truncated, info = env.step(action)
             ep_return += float(reward)
             ep_len += 1
@@ -67,3 +66,14 @@ def evaluate_policy(
             out.successes.append(float(info["is_success"]))
         obs, _ = env.reset()
     return out
+
+
+def _one(agent: SAC, obs: Any) -> Obs:
+    """An env's observation as the agent's batch of one: images (and the state beside them)
+    as the env gives them, vectors as float32."""
+    if isinstance(obs, dict):
+        return {
+            k: torch.as_tensor(np.asarray(v), device=agent.device)[None] for k, v in obs.items()
+        }
+    obs = np.asarray(obs) if agent.pixels else np.asarray(obs, dtype=np.float32)
+    return torch.as_tensor(obs, device=agent.device)[None]

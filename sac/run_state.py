@@ -80,7 +80,7 @@ def restore_state(
     # Loaded to the CPU and copied once into the device's tensors: loading to a GPU would hold
     # the saved buffer there beside the preallocated one, twice its memory.
     state = load_checkpoint(path, map_location="cpu", mmap=False)
-    check_spaces(state, obs_shape, act_dim, env_id)
+    check_spaces(state, obs_shape, act_dim, env_id, agent.state_dim)
     agent.load_state_dict(state["agent"])
     if "buffer" in state:
         buffer.load_state_dict(state["buffer"])

@@ -144,12 +144,16 @@ def _check_fits(state: dict[str, Any], cfg: DictConfig, path: Path) -> None:
     allocates what the config asks for (networks, the replay buffer): a damaged or crafted size
     is one line, not an attempt at an enormous allocation."""
     from sac.agent import check_state_shapes
-    from sac.checkpoint import restoring_from, saved_obs_shape
+    from sac.checkpoint import restoring_from, saved_obs_shape, saved_state_dim
 
     spaces, buffer = state["spaces"], state.get("buffer")
     with restoring_from(path):
         check_state_shapes(
-            saved_obs_shape(spaces), spaces["act_dim"], agent_config(cfg), state["agent"]
+            saved_obs_shape(spaces),
+            spaces["act_dim"],
+            agent_config(cfg),
+            state["agent"],
+            state_dim=saved_state_dim(spaces),
         )
         size, n = cfg.agent.buffer_size, cfg.env.num_envs
         # (the HER and frame buffers round the size down to a multiple of the env count)

@@ -38,11 +38,13 @@ from sac.envs import (
     obs_keys,
     obs_shape,
     pixel_spec,
+    state_dim,
 )
 from sac.errors import SACError
 from sac.frames import FrameReplayBuffer
 from sac.her import HerReplayBuffer
 from sac.logging import Progress, RunLogger
+from sac.losses import map_obs
 from sac.plots import PLOT_NAME, plot_run
 from sac.rollout import evaluate_policy
 from sac.run_state import Counters, build_state, restore_state
@@ -118,6 +120,7 @@ class Trainer:
         )
         self.obs_shape = obs_shape(self.envs)
         self.obs_dim = int(np.prod(self.obs_shape))
+        self.state_dim = state_dim(self.envs)  # beside the frames (env.pixels_state), else 0
         self.act_dim = int(np.prod(self.envs.single_action_space.shape))
         low, high = action_bounds(self.eval_env)
         # What a checkpoint says of the env: shapes, and the bounds load_policy maps actions to.
@@ -131,7 +134,11 @@ class Trainer:
         keys = obs_keys(self.eval_env)
         if keys is not None:  # a Dict observation: load_policy and sac-export take it by key
             self.spaces["obs_keys"] = [[key, list(shape)] for key, shape in keys]
-        self.agent = SAC(self.obs_shape, self.act_dim, agent_config(cfg), self.device)
+        if self.state_dim:
+            self.spaces["state_dim"] = self.state_dim
+        self.agent = SAC(
+            self.obs_shape, self.act_dim, agent_config(cfg), self.device, self.state_dim
+        )
         self.updater = make_updater(self.agent, compile=cfg.compile, cudagraphs=cfg.cudagraphs)
         try:
             self.buffer = self._make_buffer(goal_spec(self.eval_env))
@@ -189,6 +196,7 @@ class Trainer:
                 cfg.env.num_envs,
                 self.device,
                 seed,
+                state_dim=self.state_dim,
             )
         if not cfg.her.enabled:
             if goals is not None:
@@ -279,9 +287,10 @@ class Trainer:
         cfg = self.cfg
         log.info("run directory: %s", self.run_dir)
         log.info(
-            "env %s (obs %s, act %d, %d env(s)), device %s, steps %d -> %d",
+            "env %s (obs %s%s, act %d, %d env(s)), device %s, steps %d -> %d",
             cfg.env.id,
             "x".join(map(str, self.obs_shape)),
+            f" + state {self.state_dim}" if self.state_dim else "",
             self.act_dim,
             cfg.env.num_envs,
             self.device,
@@ -297,14 +306,15 @@ class Trainer:
         if self.step < self.cfg.agent.warmup_steps:
             action = (torch.rand(n_envs, self.act_dim, generator=self.action_rng) * 2 - 1).numpy()
         else:
-            obs = torch.as_tensor(self.runner.obs, device=self.device)
+            obs = map_obs(lambda x: torch.as_tensor(x, device=self.device), self.runner.obs)
             action = self.agent.act(obs).cpu().numpy()
         tr = self.runner.step(action)
         ended = np.logical_or(tr.terminated, tr.truncated)
         self.buffer.add(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, ended)
         # The normalisation statistics (agent.obs_norm) cover the obs of every stored
         # transition: each state acted in, once. The buffer keeps the raw observations.
-        self.agent.update_obs_norm(torch.as_tensor(tr.obs))
+        if self.agent.obs_norm is not None:  # (vectors only)
+            self.agent.update_obs_norm(torch.as_tensor(tr.obs))
         # The reward scale (agent.reward_norm) follows every transition, the warm-up's too.
         self.agent.update_reward_norm(torch.as_tensor(tr.reward), torch.as_tensor(ended))
         # env steps: frames, so an action held k times (env.action_repeat) counts k

@@ -143,15 +143,15 @@ def test_check_parity_refuses_a_mismatch():
     policy = DeployedPolicy(SAC(2, 1, AgentConfig(hidden_sizes=[16])).actor, *action_bounds(env))
     obs = random_obs(100)
 
-    def exact(o):
-        return policy(torch.as_tensor(o)).numpy()
+    def exact(parts):
+        return policy(torch.as_tensor(parts[0])).numpy()
 
     # Not 0: PyTorch itself rounds a little differently per batch size (check_parity varies it).
-    assert check_parity(policy, exact, obs, "test") <= 1e-5
+    assert check_parity(policy, exact, [obs], "test") <= 1e-5
     with pytest.raises(SACError, match="differs from the PyTorch actor"):
-        check_parity(policy, lambda o: exact(o) + 1e-3, obs, "test")
+        check_parity(policy, lambda o: exact(o) + 1e-3, [obs], "test")
     with pytest.raises(SACError, match="differs from the PyTorch actor"):
-        check_parity(policy, lambda o: np.full_like(exact(o), np.nan), obs, "test")
+        check_parity(policy, lambda o: np.full_like(exact(o), np.nan), [obs], "test")
 
 
 def test_onnx_without_its_packages_says_what_to_install(monkeypatch, tmp_path):
