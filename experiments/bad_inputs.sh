@@ -63,6 +63,7 @@ cases=(
   "sac-train env.pixels=true env.image_size=16 agent.encoder_layers=6"
   "sac-train env.pixels=true agent=simbav2"
   "sac-train env.pixels=true her.enabled=true"
+  "sac-train env.pixels_state=true"
   "sac-train env=dmc_cartpole_swingup_pixels env.camera_id=7"
   "sac-train env=inverted_pendulum env.pixels=true env.camera_id=0"
   "sac-eval"

@@ -157,6 +157,8 @@ def make_env(
         env = _observe_pixels(env, env_id, pixels)
     elif is_image_space(env.observation_space):
         env = _images_channels_first(env)
+    elif (key := _image_key(env.observation_space, env_id)) is not None:
+        env = _image_beside_state(env, key)
     elif not (
         isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1
     ):
@@ -258,6 +260,51 @@ def _images_channels_first(env: gym.Env) -> gym.Env:
         return env  # already channels-first
     space = gym.spaces.Box(0, 255, (last, first, height), np.uint8)
     return gym.wrappers.TransformObservation(env, _channels_first, space)
+
+
+def _image_key(space: gym.Space, env_id: str) -> str | None:
+    """The key of the one image (`is_image_space`) in a Dict observation of Boxes; None where
+    the observation is no Dict or holds no image."""
+    if not isinstance(space, gym.spaces.Dict):
+        return None
+    images = [key for key, sub in space.items() if is_image_space(sub)]
+    if not images:
+        return None
+    if len(images) > 1 or not all(isinstance(sub, gym.spaces.Box) for sub in space.values()):
+        raise SACError(
+            f"env '{env_id}' observes {space}; SAC takes a Dict of one image and vectors (the "
+            "image through the encoder, the rest beside it): drop the others with "
+            "gymnasium.wrappers.FilterObservation"
+        )
+    return images[0]
+
+
+def _image_beside_state(env: gym.Env, key: str) -> gym.Env:
+    """An env whose Dict observation holds an image at `key`, observing {PIXELS: the image,
+    channels-first uint8, STATE: its other entries flattened and concatenated in the Dict's key
+    order, float32}, as env.pixels_state does; the image alone where there is nothing else."""
+    space = env.observation_space
+    first, height, last = space[key].shape
+    last_channels = last in (1, 3, 4) and first not in (1, 3, 4)
+    shape = (last, first, height) if last_channels else (first, height, last)
+    pixels = gym.spaces.Box(0, 255, shape, np.uint8)
+    others = [k for k in space if k != key]
+
+    def image(obs: dict[str, Any]) -> np.ndarray:
+        return _channels_first(obs[key]) if last_channels else np.asarray(obs[key])
+
+    if not others:
+        return gym.wrappers.TransformObservation(env, image, pixels)
+    size = sum(gym.spaces.flatdim(space[k]) for k in others)
+    state = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+
+    def observe(obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        parts = [np.asarray(obs[k], dtype=np.float32).reshape(-1) for k in others]
+        return {PIXELS: image(obs), STATE: np.concatenate(parts)}
+
+    return gym.wrappers.TransformObservation(
+        env, observe, gym.spaces.Dict({PIXELS: pixels, STATE: state})
+    )
 
 
 def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -170,6 +170,79 @@ class DotEnv(gym.Env):
 
 
 gym.register("Dot-v0", entry_point=DotEnv)
+
+
+class DotOffsetEnv(gym.Env):
+    """A dot the env renders (rgb_array, 20 x 20, as DotEnv's image) and an offset its
+    observation gives, both drawn at each reset in [-0.5, 0.5]^2. One step per episode: an
+    action earns minus its distance to dot + offset. Acting well needs both the frame and
+    the state: the best action blind to either earns about -0.38 on average."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
+    SIZE = 20
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.cell = np.zeros(2, dtype=np.int64)
+        self.offset = np.zeros(2, dtype=np.float32)
+
+    def render(self) -> np.ndarray:
+        image = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
+        (r, c) = self.cell
+        image[r - 1 : r + 2, c - 1 : c + 2] = 255
+        return image
+
+    def target(self) -> np.ndarray:
+        dot = (self.cell - 1) / (self.SIZE - 3) - 0.5  # cells 1..SIZE-2 -> [-0.5, 0.5]
+        return dot + self.offset
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.cell = self.np_random.integers(1, self.SIZE - 1, 2)
+        self.offset = self.np_random.uniform(-0.5, 0.5, 2).astype(np.float32)
+        return self.offset.copy(), {}
+
+    def step(self, action):
+        reward = -float(np.linalg.norm(np.asarray(action) - self.target()))
+        return self.offset.copy(), reward, True, False, {}
+
+
+gym.register("DotOffset-v0", entry_point=DotOffsetEnv)
+
+
+class CameraDictEnv(DotOffsetEnv):
+    """DotOffsetEnv observing a Dict of its own: "camera" the rendered image (channels-last
+    uint8), "offset" and a constant "tag", as robot envs give a camera beside joint readings."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "camera": gym.spaces.Box(0, 255, (self.SIZE, self.SIZE, 3), np.uint8),
+                "offset": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                "tag": gym.spaces.Box(0.0, 1.0, (1,), np.float32),
+            }
+        )
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {
+            "camera": self.render(),
+            "offset": self.offset.copy(),
+            "tag": np.ones(1, np.float32),
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self._obs(), {}
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        return self._obs(), reward, terminated, truncated, info
+
+
+gym.register("CameraDict-v0", entry_point=CameraDictEnv)
 
 
 @pytest.fixture

@@ -108,3 +108,57 @@ def test_sac_export_takes_one_named_input_per_key(run_dir, tmp_path):
     program = torch.export.load(tmp_path / "policy.pt2").module()
     pt2_actions = program(*(torch.as_tensor(feed[k]) for k, _ in KEYS)).numpy()
     np.testing.assert_allclose(pt2_actions, policy(feed), rtol=0, atol=1e-5)
+
+
+def test_a_dict_with_an_image_is_observed_as_the_image_beside_the_rest():
+    """CameraDict-v0 (tests/conftest.py): a channels-last "camera" beside "offset" and "tag"
+    becomes {pixels: the camera channels-first, state: offset and tag in key order}."""
+    env = make_env("CameraDict-v0")
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"pixels", "state"} and obs["pixels"].dtype == np.uint8
+    np.testing.assert_array_equal(obs["pixels"], env.unwrapped.render().transpose(2, 0, 1))
+    np.testing.assert_array_equal(obs["state"], [*env.unwrapped.offset, 1.0])
+    assert obs["state"].dtype == np.float32
+    env.close()
+
+
+def test_a_dict_of_two_images_is_refused_with_the_fix():
+    import gymnasium as gym
+
+    image = gym.spaces.Box(0, 255, (20, 20, 3), np.uint8)
+    space = gym.spaces.Dict({"left": image, "right": image})
+    env = gym.make("CameraDict-v0")
+    env.unwrapped.observation_space = space
+    gym.register("TwoCameras-v0", entry_point=lambda: env)
+    with pytest.raises(SACError, match=r"one image and vectors.*FilterObservation"):
+        make_env("TwoCameras-v0")
+
+
+def test_sac_trains_on_a_dict_with_an_image_and_load_policy_takes_it(tmp_path):
+    cfg = _compose(
+        "train",
+        "env.id=CameraDict-v0",
+        "agent=drq",
+        "agent.hidden_sizes=[32,32]",
+        "agent.encoder_filters=8",
+        "agent.batch_size=16",
+        "agent.buffer_size=1000",
+        "agent.warmup_steps=50",
+        "total_steps=120",
+        "eval_every=0",
+        "eval_episodes=2",
+        "device=cpu",
+    )
+    summary = Trainer(cfg, tmp_path).train()
+    assert np.isfinite(summary["eval_return"])
+    spaces = load_checkpoint(Path(summary["checkpoint"]))["spaces"]
+    assert spaces["obs_shape"] == [3, 20, 20] and spaces["state_dim"] == 3
+    policy = load_policy(tmp_path)
+    env = make_env("CameraDict-v0")
+    obs, _ = env.reset(seed=1)
+    one = policy(obs)
+    batch = policy({k: np.stack([v, v]) for k, v in obs.items()})
+    assert one.shape == (2,) and np.allclose(batch, one)
+    with pytest.raises(SACError, match="frames beside the state"):
+        policy(obs["pixels"])
+    env.close()
