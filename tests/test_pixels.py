@@ -294,7 +294,11 @@ def test_a_pixel_run_through_the_cli_then_sac_eval_with_video_and_sac_export(tmp
 
 
 @pytest.mark.slow
-def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path):
+@pytest.mark.parametrize("state", [False, True], ids=["pixels", "pixels-state"])
+def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(
+    make_cfg, tmp_path, state
+):
+    """Also with the state beside the frames (env.pixels_state): the buffer's states too."""
     import shutil
 
     from conftest import assert_same_state
@@ -305,6 +309,7 @@ def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(mak
     # two envs of 40-step episodes: both end theirs at the checkpoint of step 80
     common = [
         *PIXEL_RUN,
+        f"env.pixels_state={str(state).lower()}",
         "env.num_envs=2",
         "+env.kwargs.max_episode_steps=40",
         "agent.warmup_steps=40",
@@ -319,6 +324,7 @@ def test_a_pixel_run_resumed_where_episodes_end_equals_the_uninterrupted_run(mak
     ckpt = tmp_path / "cut" / "checkpoints" / "step_0000000080.pt"
     train(make_cfg(*common, f"resume={ckpt}"), tmp_path / "cut", [*common, f"resume={ckpt}"])
     whole, cut = (load_checkpoint(tmp_path / d, mmap=False) for d in ("whole", "cut"))
+    assert ("state" in whole["buffer"]) == state
     for part in ("agent", "buffer", "rng", "counters"):
         assert_same_state(whole[part], cut[part], part)
 
