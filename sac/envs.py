@@ -507,7 +507,10 @@ ObsKeys = list[tuple[str, tuple[int, ...]]]  # a Dict observation's keys and the
 
 
 def _flattened_dict(env: gym.Env) -> gym.spaces.Dict | None:
-    """The Dict observation space that make_env's FlattenObservation flattens, or None."""
+    """The Dict observation space that make_env's FlattenObservation flattens into the flat
+    observation, or None (also where the flat vector is only the state beside frames)."""
+    if not _is_vector(env.observation_space):
+        return None
     inner = env
     while not isinstance(inner, gym.wrappers.FlattenObservation):
         if not isinstance(inner, gym.Wrapper):

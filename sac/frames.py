@@ -48,14 +48,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sac.losses import Batch
+from sac.losses import PIXELS, STATE, Batch
 
 log = logging.getLogger("sac")
 
 # The per-entry stores, saved for the filled slots of each ring (ring 0 first).
 _ENTRY_FIELDS = ("frames", "age", "action", "reward", "terminated")
 _STATE_FIELD = "state"  # an entry field too, saved only by buffers with state_dim > 0
-_OBS_KEYS = frozenset(("pixels", "state"))  # an observation's keys with state_dim > 0
+_OBS_KEYS = frozenset((PIXELS, STATE))  # an observation's keys with state_dim > 0
 
 
 class FrameReplayBuffer:
@@ -273,7 +273,7 @@ class FrameReplayBuffer:
                     f"{name} must be a dict with exactly the keys 'pixels' and 'state' "
                     f"(state_dim={d}), got {got}"
                 )
-            pixels, state = np.asarray(x["pixels"]), np.asarray(x["state"])
+            pixels, state = np.asarray(x[PIXELS]), np.asarray(x[STATE])
             if not np.issubdtype(state.dtype, np.floating) or state.shape != (n, d):
                 raise ValueError(
                     f"{name}['state'] must be floats of shape {(n, d)}, "
@@ -345,8 +345,8 @@ class FrameReplayBuffer:
         next_obs: Tensor | dict[str, Tensor] = next_pixels
         if self.state_dim:
             # the states at obs's newest frame (the entry before the row) and at next_obs's
-            obs = {"pixels": pixels, "state": self.state.index_select(0, idx[:, -2])}
-            next_obs = {"pixels": next_pixels, "state": self.state.index_select(0, rows)}
+            obs = {PIXELS: pixels, STATE: self.state.index_select(0, idx[:, -2])}
+            next_obs = {PIXELS: next_pixels, STATE: self.state.index_select(0, rows)}
         fields = [
             obs,
             self.action.index_select(0, rows),

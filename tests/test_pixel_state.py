@@ -21,7 +21,15 @@ from sac.agent import SAC
 from sac.checkpoint import _payload_problem, check_spaces, load_checkpoint
 from sac.compiled import make_updater
 from sac.config import AgentConfig, config_dir, register_configs, validated
-from sac.envs import EnvRunner, PixelSpec, make_env, make_vector_env, obs_shape, state_dim
+from sac.envs import (
+    EnvRunner,
+    PixelSpec,
+    make_env,
+    make_vector_env,
+    obs_keys,
+    obs_shape,
+    state_dim,
+)
 from sac.errors import SACError
 from sac.losses import PIXELS, STATE, Batch
 from sac.policy import load_policy
@@ -124,6 +132,27 @@ def test_the_env_observes_the_frames_and_the_newest_state_beside_them(env_id, ca
     finally:
         for e in (env, frames_only, state_only):
             e.close()
+
+
+@dmc
+def test_a_run_with_a_dict_state_beside_the_frames_writes_a_checkpoint_that_loads(tmp_path):
+    """DMC's Dict state is flattened beside the frames: its keys are not the observation's
+    (checkpoint spaces.obs_keys would not add up to the frames and the checkpoint would be
+    refused as damaged)."""
+    env = make_env("dm_control/cartpole-swingup-v0", pixels=PixelSpec(SIZE, K, 0, state=True))
+    assert obs_keys(env) is None
+    env.close()
+    cfg = _compose(
+        *[o for o in RUN if not o.startswith(("env.id", "+env.kwargs"))],
+        "env.id=dm_control/cartpole-swingup-v0",
+        "env.camera_id=0",
+        "env.action_repeat=8",
+        "total_steps=400",
+        "agent.warmup_steps=240",
+    )
+    summary = Trainer(cfg, tmp_path).train()
+    spaces = load_checkpoint(Path(summary["checkpoint"]))["spaces"]
+    assert spaces["state_dim"] == 5 and "obs_keys" not in spaces
 
 
 def test_the_runner_keeps_the_dict_with_uint8_frames_and_float32_states():
