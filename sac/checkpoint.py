@@ -318,9 +318,12 @@ def _payload_problem(state: dict[str, Any]) -> str | None:
             and all(_count(n, least=1) for n in k[1])
             for k in keys
         )
-        and sum(math.prod(k[1]) for k in keys) == spaces["obs_dim"]
+        # (a Dict holding an image: the image gives obs_dim entries, the others state_dim)
+        and sum(math.prod(k[1]) for k in keys) == spaces["obs_dim"] + state_dim
     ):
-        return "spaces.obs_keys is not a list of [key, shape] adding up to obs_dim entries"
+        return (
+            "spaces.obs_keys is not a list of [key, shape] adding up to obs_dim + state_dim entries"
+        )
     for key in ("action_low", "action_high"):
         bounds = spaces.get(key, [])
         if not (

@@ -294,17 +294,20 @@ def _image_beside_state(env: gym.Env, key: str) -> gym.Env:
         return _channels_first(obs[key]) if last_channels else np.asarray(obs[key])
 
     if not others:
-        return gym.wrappers.TransformObservation(env, image, pixels)
-    size = sum(gym.spaces.flatdim(space[k]) for k in others)
-    state = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        wrapped = gym.wrappers.TransformObservation(env, image, pixels)
+    else:
+        size = sum(gym.spaces.flatdim(space[k]) for k in others)
+        state = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
-    def observe(obs: dict[str, Any]) -> dict[str, np.ndarray]:
-        parts = [np.asarray(obs[k], dtype=np.float32).reshape(-1) for k in others]
-        return {PIXELS: image(obs), STATE: np.concatenate(parts)}
+        def observe(obs: dict[str, Any]) -> dict[str, np.ndarray]:
+            parts = [np.asarray(obs[k], dtype=np.float32).reshape(-1) for k in others]
+            return {PIXELS: image(obs), STATE: np.concatenate(parts)}
 
-    return gym.wrappers.TransformObservation(
-        env, observe, gym.spaces.Dict({PIXELS: pixels, STATE: state})
-    )
+        wrapped = gym.wrappers.TransformObservation(
+            env, observe, gym.spaces.Dict({PIXELS: pixels, STATE: state})
+        )
+    wrapped.image_dict = space  # for obs_keys: what the env itself observes
+    return wrapped
 
 
 def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:
@@ -506,6 +509,16 @@ def state_dim(env: gym.Env | gym.vector.VectorEnv) -> int:
 ObsKeys = list[tuple[str, tuple[int, ...]]]  # a Dict observation's keys and their shapes
 
 
+def _image_dict(env: gym.Env) -> gym.spaces.Dict | None:
+    """The Dict observation holding an image that make_env observes as {PIXELS, STATE}."""
+    inner = env
+    while isinstance(inner, gym.Wrapper):
+        if hasattr(inner, "image_dict"):
+            return inner.image_dict
+        inner = inner.env
+    return None
+
+
 def _flattened_dict(env: gym.Env) -> gym.spaces.Dict | None:
     """The Dict observation space that make_env's FlattenObservation flattens into the flat
     observation, or None (also where the flat vector is only the state beside frames)."""
@@ -521,11 +534,12 @@ def _flattened_dict(env: gym.Env) -> gym.spaces.Dict | None:
 
 
 def obs_keys(env: gym.Env) -> ObsKeys | None:
-    """A `make_env` env's Dict observation as the flat vector holds it: each key and the
-    shape of its Box, in the Dict's key order (FlattenObservation's, so the vector is their
-    values flattened and concatenated); None where the env's observation is no Dict of
-    Boxes."""
-    space = _flattened_dict(env)
+    """A `make_env` env's Dict observation: each key and the shape of its Box, in the Dict's
+    key order, as the flat vector holds them (FlattenObservation's order: the vector is their
+    values flattened and concatenated) or, for a Dict holding an image, as the observation
+    {PIXELS: the image, STATE: the others flattened and concatenated} does; None where the
+    env's observation is no Dict of Boxes."""
+    space = _flattened_dict(env) or _image_dict(env)
     if space is None or not all(isinstance(s, gym.spaces.Box) for s in space.values()):
         return None
     return [(key, tuple(int(n) for n in sub.shape)) for key, sub in space.items()]

@@ -34,7 +34,13 @@ from omegaconf import DictConfig, OmegaConf
 from sac.config import config_dir, register_configs
 from sac.errors import SACError
 from sac.losses import PIXELS, STATE
-from sac.policy import DeployedPolicy, KeyedPolicy, PixelStatePolicy
+from sac.policy import (
+    DeployedPolicy,
+    ImageDictPolicy,
+    KeyedPolicy,
+    PixelStatePolicy,
+    image_index,
+)
 
 register_configs()
 
@@ -93,7 +99,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         low, high = action_bounds(env)
         check_obs = check_observations(env, shape)
         inputs = Inputs.of(obs_keys(env), shape, _torch_dtype(check_obs[0]), state_size)
-        check_obs = inputs.split(check_obs[0]) if len(check_obs) == 1 else check_obs
+        check_obs = inputs.parts(check_obs)
     finally:
         env.close()
     with restoring_from(path):
@@ -106,7 +112,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             actor_only=True,
             state_dim=state_size,
         )
-    policy = inputs.module(DeployedPolicy.of(agent, low, high).to(device))
+    policy = inputs.module(DeployedPolicy.of(agent, low, high).to(device), shape)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
     check_writable(out_dir)
@@ -234,8 +240,9 @@ Runner = Callable[[list[np.ndarray]], np.ndarray]  # the inputs (B, ...) -> floa
 @dataclass(frozen=True)
 class Inputs:
     """The exported file's inputs: one, `obs`; for an env with a Dict observation one per key
-    (its values flattened and concatenated are the flat observation); for frames beside the
-    state, `pixels` and `state`."""
+    (its values flattened and concatenated are the flat observation, or for a Dict holding an
+    image, the image and the state beside it); for frames beside the state, `pixels` and
+    `state`."""
 
     names: list[str]
     shapes: list[tuple[int, ...]]
@@ -249,6 +256,10 @@ class Inputs:
         dtype: Any,
         state_dim: int = 0,
     ) -> Inputs:
+        if keys is not None and len(shape) == 3:  # a Dict holding an image
+            i = image_index(keys, shape)
+            dtypes = [torch.uint8 if j == i else torch.float32 for j in range(len(keys))]
+            return cls([k for k, _ in keys], [s for _, s in keys], dtypes)
         if state_dim:
             return cls([PIXELS, STATE], [tuple(shape), (state_dim,)], [torch.uint8, torch.float32])
         if keys is None:
@@ -259,11 +270,34 @@ class Inputs:
     def keyed(self) -> bool:
         return self.names != [INPUT_NAME]
 
-    def module(self, policy: DeployedPolicy) -> torch.nn.Module:
+    @property
+    def image_dict(self) -> bool:
+        return any(len(s) == 3 for s in self.shapes) and self.keyed
+
+    def module(self, policy: DeployedPolicy, image_shape: tuple[int, ...]) -> torch.nn.Module:
         """`policy` taking these inputs as positional arguments."""
         if self.names == [PIXELS, STATE]:
             return PixelStatePolicy(policy)
+        if self.image_dict:
+            return ImageDictPolicy(policy, list(zip(self.names, self.shapes)), image_shape)
         return KeyedPolicy(policy) if self.keyed else policy
+
+    def parts(self, agent_obs: list[np.ndarray]) -> list[np.ndarray]:
+        """check_observations' arrays (the agent's observations: one flat array, or frames
+        and states) as this file's inputs."""
+        if self.names == [PIXELS, STATE] or not self.keyed:
+            return agent_obs
+        if not self.image_dict:
+            return self.split(agent_obs[0])
+        i = next(j for j, s in enumerate(self.shapes) if len(s) == 3)
+        pixels = agent_obs[0]
+        if pixels.shape[1:] != self.shapes[i]:  # the env's image is channels last
+            pixels = pixels.transpose(0, 2, 3, 1)
+        others = [s for j, s in enumerate(self.shapes) if j != i]
+        state = agent_obs[1] if others else np.zeros((len(pixels), 0), np.float32)
+        cuts = np.cumsum([math.prod(s) for s in others])[:-1]
+        rest = [x.reshape(len(x), *s) for x, s in zip(np.split(state, cuts, axis=1), others)]
+        return [*rest[:i], np.ascontiguousarray(pixels), *rest[i:]]
 
     def examples(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         return tuple(

@@ -78,6 +78,39 @@ class KeyedPolicy(nn.Module):
         return self.policy(torch.cat([x.reshape(x.shape[0], -1) for x in inputs], dim=1))
 
 
+def image_index(keys: ObsKeys, image_shape: tuple[int, ...]) -> int:
+    """Which key of an env's Dict holding an image (sac.envs) is the image: the 3-d one of the
+    agent's image shape, channels first or last."""
+    c, h, w = image_shape
+    return next(i for i, (_, s) in enumerate(keys) if tuple(s) in ((c, h, w), (h, w, c)))
+
+
+def from_env_dict(values: list[Tensor], keys: ObsKeys, image_shape: tuple[int, ...]) -> Obs:
+    """A batch of an env's own Dict observation holding an image (`values` in `keys`' order,
+    each (batch, *shape)) as make_env observes it: the image channels-first, beside the other
+    entries flattened and concatenated in key order as the state (sac.envs)."""
+    i = image_index(keys, image_shape)
+    pixels = values[i]
+    if tuple(keys[i][1]) != tuple(image_shape):  # channels last
+        pixels = pixels.permute(0, 3, 1, 2)
+    others = [v.reshape(v.shape[0], -1).to(torch.float32) for j, v in enumerate(values) if j != i]
+    if not others:
+        return pixels.contiguous()
+    return {PIXELS: pixels.contiguous(), STATE: torch.cat(others, dim=1)}
+
+
+class ImageDictPolicy(nn.Module):
+    """A DeployedPolicy of an env whose Dict observation holds an image, taking one input per
+    key, each (batch, *shape), in the Dict's key order (`from_env_dict`)."""
+
+    def __init__(self, policy: DeployedPolicy, keys: ObsKeys, image_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.policy, self.keys, self.image_shape = policy, keys, tuple(image_shape)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.policy(from_env_dict(list(inputs), self.keys, self.image_shape))
+
+
 class PixelStatePolicy(nn.Module):
     """A DeployedPolicy of frames beside the state (env.pixels_state), taking the two as
     inputs: uint8 frames (batch, 3k, H, W) and float32 states (batch, state_dim)."""
@@ -96,8 +129,8 @@ class Policy:
     Vector observations are taken as float32, images (channels, height, width) as uint8; an
     env's Dict observation as the dict itself (`obs_keys`: its keys and shapes, in the order
     the flat vector holds them) or as that flat vector; frames beside the state
-    (env.pixels_state) as the env gives them, a dict {"pixels": uint8 frames, "state": the
-    state vector}."""
+    (env.pixels_state) as make_env gives them, a dict {"pixels": uint8 frames, "state": the
+    state vector}; an env's own Dict holding an image as that dict or as make_env's."""
 
     def __init__(
         self, agent: SAC, low: np.ndarray, high: np.ndarray, obs_keys: ObsKeys | None = None
@@ -119,11 +152,11 @@ class Policy:
 
     def __call__(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Env actions for `obs`; `deterministic=False` samples from the policy (torch's RNG)."""
+        keys = {k for k, _ in self.obs_keys or []}
+        if self.agent.pixels and isinstance(obs, Mapping) and keys and set(obs) == keys:
+            return self._act(*self._image_dict(obs), deterministic)
         if self.agent.state_dim:
-            frames, single = self._pixels_and_state(obs)
-            action = self.agent.act(frames, deterministic)
-            env_action = to_env_action(action, self.low, self.high).cpu().numpy()
-            return env_action[0] if single else env_action
+            return self._act(*self._pixels_and_state(obs), deterministic)
         array = self._flattened(obs) if isinstance(obs, Mapping) else np.asarray(obs)
         shape = self.obs_shape
         if self.agent.pixels and array.dtype != np.uint8:
@@ -145,6 +178,39 @@ class Policy:
         action = self.agent.act(obs_t.unsqueeze(0) if single else obs_t, deterministic)
         env_action = to_env_action(action, self.low, self.high).cpu().numpy()
         return env_action[0] if single else env_action
+
+    def _act(self, obs: Obs, single: bool, deterministic: bool) -> np.ndarray:
+        action = self.agent.act(obs, deterministic)
+        env_action = to_env_action(action, self.low, self.high).cpu().numpy()
+        return env_action[0] if single else env_action
+
+    def _image_dict(self, obs: Mapping[str, Any]) -> tuple[Obs, bool]:
+        """An env's own Dict observation holding an image, one or a batch, as the agent's
+        batch; and whether it was one."""
+        assert self.obs_keys is not None
+        shapes = [s for _, s in self.obs_keys]
+        i = image_index(self.obs_keys, self.obs_shape)
+        values = [np.asarray(obs[k]) for k, _ in self.obs_keys]
+        if values[i].dtype != np.uint8:
+            raise SACError(
+                f"image observations of dtype {values[i].dtype}; this policy takes uint8 "
+                f"images at '{self.obs_keys[i][0]}' (the env's own observations)"
+            )
+        single = all(v.shape == s for v, s in zip(values, shapes))
+        sizes = {len(v) for v in values if v.ndim > 0}
+        batched = len(sizes) == 1 and all(v.shape[1:] == s for v, s in zip(values, shapes))
+        if not (single or batched):
+            want = ", ".join(f"{k}: {s}" for k, s in self.obs_keys)
+            got = ", ".join(f"{k}: {v.shape}" for (k, _), v in zip(self.obs_keys, values))
+            raise SACError(
+                f"observation of shapes {{{got}}}; this policy takes {{{want}}}, or each with "
+                "a leading batch axis of one size"
+            )
+        tensors = [
+            torch.as_tensor(v if j == i else v.astype(np.float32)) for j, v in enumerate(values)
+        ]
+        tensors = [(t[None] if single else t).to(self.device) for t in tensors]
+        return from_env_dict(tensors, self.obs_keys, self.obs_shape), single
 
     def _pixels_and_state(self, obs: Any) -> tuple[dict[str, Tensor], bool]:
         """Frames beside the state, one or a batch, as the agent's batch; and whether it was

@@ -134,7 +134,10 @@ def test_a_dict_of_two_images_is_refused_with_the_fix():
         make_env("TwoCameras-v0")
 
 
-def test_sac_trains_on_a_dict_with_an_image_and_load_policy_takes_it(tmp_path):
+def test_a_dict_with_an_image_trains_and_load_policy_and_sac_export_take_its_keys(tmp_path):
+    """CameraDict-v0 trains as the image beside the rest; load_policy takes the env's own
+    dict (the camera channels-last, one or a batch) as well as make_env's, and sac-export
+    writes one input per key that computes the same actions."""
     cfg = _compose(
         "train",
         "env.id=CameraDict-v0",
@@ -149,16 +152,43 @@ def test_sac_trains_on_a_dict_with_an_image_and_load_policy_takes_it(tmp_path):
         "eval_episodes=2",
         "device=cpu",
     )
-    summary = Trainer(cfg, tmp_path).train()
+    run = tmp_path / "run"
+    summary = Trainer(cfg, run).train()
     assert np.isfinite(summary["eval_return"])
     spaces = load_checkpoint(Path(summary["checkpoint"]))["spaces"]
     assert spaces["obs_shape"] == [3, 20, 20] and spaces["state_dim"] == 3
-    policy = load_policy(tmp_path)
+    assert spaces["obs_keys"] == [["camera", [20, 20, 3]], ["offset", [2]], ["tag", [1]]]
+    policy = load_policy(run)
     env = make_env("CameraDict-v0")
-    obs, _ = env.reset(seed=1)
-    one = policy(obs)
-    batch = policy({k: np.stack([v, v]) for k, v in obs.items()})
-    assert one.shape == (2,) and np.allclose(batch, one)
-    with pytest.raises(SACError, match="frames beside the state"):
-        policy(obs["pixels"])
+    seen, own = [], []
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        seen.append(obs)
+        own.append(env.unwrapped._obs())
     env.close()
+    want = np.stack([policy(o) for o in seen])
+    assert want.shape == (4, 2) and np.abs(want - want[0]).max() > 0  # it reads the obs
+    np.testing.assert_allclose(np.stack([policy(o) for o in own]), want, rtol=0, atol=1e-6)
+    batch = {k: np.stack([o[k] for o in own]) for k in own[0]}
+    np.testing.assert_allclose(policy(batch), want, rtol=0, atol=1e-6)
+    with pytest.raises(SACError, match="uint8 images at 'camera'"):
+        policy({**own[0], "camera": own[0]["camera"].astype(np.float32)})
+    with pytest.raises(SACError, match="frames beside the state"):
+        policy(seen[0]["pixels"])
+
+    fmt = "all" if HAS_ONNX else "pt2"
+    out = tmp_path / "out"
+    info = export(_compose("export", f"checkpoint={run}", f"output_dir={out}", f"format={fmt}"))
+    assert [(i["name"], i["dtype"]) for i in info["inputs"]] == [
+        ("camera", "uint8"),
+        ("offset", "float32"),
+        ("tag", "float32"),
+    ]
+    program = torch.export.load(out / "policy.pt2").module()
+    pt2 = program(*(torch.as_tensor(batch[k]) for k in ("camera", "offset", "tag"))).numpy()
+    np.testing.assert_allclose(pt2, want, rtol=0, atol=1e-5)
+    if HAS_ONNX:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out / "policy.onnx"))
+        np.testing.assert_allclose(session.run(["action"], batch)[0], want, rtol=0, atol=1e-5)
