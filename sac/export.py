@@ -239,11 +239,12 @@ Runner = Callable[[list[np.ndarray]], np.ndarray]  # the inputs (B, ...) -> floa
 
 @dataclass(frozen=True)
 class Inputs:
-    """The exported file's inputs: one, `obs`; for an env with a Dict observation one per key
-    (its values flattened and concatenated are the flat observation, or for a Dict holding an
-    image, the image and the state beside it); for frames beside the state, `pixels` and
-    `state`."""
+    """The exported file's inputs, by `kind`: "obs", the one observation; "keys", one per key
+    of an env's Dict of vectors (their values flattened and concatenated are the flat
+    observation); "image_dict", one per key of an env's Dict holding an image (as the env
+    gives them); "pixels_state", frames beside the state (env.pixels_state)."""
 
+    kind: str
     names: list[str]
     shapes: list[tuple[int, ...]]
     dtypes: list[torch.dtype]
@@ -256,41 +257,39 @@ class Inputs:
         dtype: Any,
         state_dim: int = 0,
     ) -> Inputs:
-        if keys is not None and len(shape) == 3:  # a Dict holding an image
+        names, shapes = [k for k, _ in keys or []], [s for _, s in keys or []]
+        if keys is not None and len(shape) == 3:
             i = image_index(keys, shape)
             dtypes = [torch.uint8 if j == i else torch.float32 for j in range(len(keys))]
-            return cls([k for k, _ in keys], [s for _, s in keys], dtypes)
+            return cls("image_dict", names, shapes, dtypes)
         if state_dim:
-            return cls([PIXELS, STATE], [tuple(shape), (state_dim,)], [torch.uint8, torch.float32])
+            shapes = [tuple(shape), (state_dim,)]
+            return cls("pixels_state", [PIXELS, STATE], shapes, [torch.uint8, torch.float32])
         if keys is None:
-            return cls([INPUT_NAME], [tuple(shape)], [dtype])
-        return cls([k for k, _ in keys], [s for _, s in keys], [dtype] * len(keys))
+            return cls("obs", [INPUT_NAME], [tuple(shape)], [dtype])
+        return cls("keys", names, shapes, [dtype] * len(keys))
 
     @property
     def keyed(self) -> bool:
-        return self.names != [INPUT_NAME]
-
-    @property
-    def image_dict(self) -> bool:
-        return any(len(s) == 3 for s in self.shapes) and self.keyed
+        return self.kind != "obs"
 
     def module(self, policy: DeployedPolicy, image_shape: tuple[int, ...]) -> torch.nn.Module:
         """`policy` taking these inputs as positional arguments."""
-        if self.names == [PIXELS, STATE]:
+        if self.kind == "pixels_state":
             return PixelStatePolicy(policy)
-        if self.image_dict:
+        if self.kind == "image_dict":
             return ImageDictPolicy(policy, list(zip(self.names, self.shapes)), image_shape)
-        return KeyedPolicy(policy) if self.keyed else policy
+        return KeyedPolicy(policy) if self.kind == "keys" else policy
 
     def parts(self, agent_obs: list[np.ndarray]) -> list[np.ndarray]:
         """check_observations' arrays (the agent's observations: one flat array, or frames
         and states) as this file's inputs."""
-        if self.names == [PIXELS, STATE] or not self.keyed:
+        if self.kind in ("obs", "pixels_state"):
             return agent_obs
-        if not self.image_dict:
+        if self.kind == "keys":
             return self.split(agent_obs[0])
-        i = next(j for j, s in enumerate(self.shapes) if len(s) == 3)
         pixels = agent_obs[0]
+        i = image_index(list(zip(self.names, self.shapes)), pixels.shape[1:])
         if pixels.shape[1:] != self.shapes[i]:  # the env's image is channels last
             pixels = pixels.transpose(0, 2, 3, 1)
         others = [s for j, s in enumerate(self.shapes) if j != i]
@@ -309,7 +308,7 @@ class Inputs:
         batch = torch.export.Dim("batch", min=1)
         if not self.keyed:
             return {"obs": {0: batch}}
-        if self.names == [PIXELS, STATE]:
+        if self.kind == "pixels_state":
             return {PIXELS: {0: batch}, STATE: {0: batch}}
         return {"inputs": tuple({0: batch} for _ in self.names)}
 
