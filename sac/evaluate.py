@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from sac.config import (
     EvalConfig,
-    agent_config,
     config_dir,
     register_configs,
     stored_train_config,
@@ -30,9 +29,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from sac.agent import SAC
-    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
-    from sac.envs import make_env, obs_shape, pixel_spec, state_dim
+    from sac.checkpoint import load_checkpoint, resolve_checkpoint
+    from sac.envs import make_env, pixel_spec
+    from sac.policy import actor_for_env
     from sac.rollout import evaluate_policy
     from sac.runtime import resolve_device
     from sac.seeding import eval_seed, stream_seed
@@ -51,18 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         action_repeat=train_cfg.env.action_repeat,  # the control rate the policy learned
         pixels=pixel_spec(train_cfg.env),  # the frames it learned from
     )
-    shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
-    check_spaces(state, shape, act_dim, train_cfg.env.id, state_dim(env))
-    with restoring_from(path):
-        agent = SAC.from_state(
-            shape,
-            act_dim,
-            agent_config(train_cfg),
-            state["agent"],
-            device,
-            actor_only=True,
-            state_dim=state_dim(env),
-        )
+    agent = actor_for_env(state, env, train_cfg, device, path)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "eval" / path.stem
     try:

@@ -39,6 +39,7 @@ from sac.policy import (
     ImageDictPolicy,
     KeyedPolicy,
     PixelStatePolicy,
+    actor_for_env,
     image_index,
 )
 
@@ -71,10 +72,9 @@ POLICY_PIXELS_STATE = (
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Load the checkpoint, rebuild env and actor from its stored config, write and check the
     requested formats and the sidecar; return the sidecar's content."""
-    from sac.agent import SAC
-    from sac.checkpoint import check_spaces, load_checkpoint, resolve_checkpoint, restoring_from
-    from sac.config import agent_config, stored_train_config
-    from sac.envs import action_bounds, make_env, obs_keys, obs_shape, pixel_spec, state_dim
+    from sac.checkpoint import load_checkpoint, resolve_checkpoint
+    from sac.config import stored_train_config
+    from sac.envs import action_bounds, make_env, obs_keys, pixel_spec
     from sac.runtime import resolve_device
 
     if OmegaConf.is_missing(cfg, "checkpoint"):
@@ -93,25 +93,14 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     train_cfg = stored_train_config(state["config"], cfg.env_id, path=path)
     env = make_env(train_cfg.env.id, train_cfg.env.kwargs, pixels=pixel_spec(train_cfg.env))
     try:
-        shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
-        state_size = state_dim(env)
-        check_spaces(state, shape, act_dim, train_cfg.env.id, state_size)
+        agent = actor_for_env(state, env, train_cfg, device, path)
+        shape, act_dim = agent.obs_shape, agent.act_dim
         low, high = action_bounds(env)
         check_obs = check_observations(env, shape)
-        inputs = Inputs.of(obs_keys(env), shape, _torch_dtype(check_obs[0]), state_size)
+        inputs = Inputs.of(obs_keys(env), shape, _torch_dtype(check_obs[0]), agent.state_dim)
         check_obs = inputs.parts(check_obs)
     finally:
         env.close()
-    with restoring_from(path):
-        agent = SAC.from_state(
-            shape,
-            act_dim,
-            agent_config(train_cfg),
-            state["agent"],
-            device,
-            actor_only=True,
-            state_dim=state_size,
-        )
     policy = inputs.module(DeployedPolicy.of(agent, low, high).to(device), shape)
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else path.parent.parent / "export" / path.stem
@@ -151,8 +140,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "max_abs_error": errors,  # vs the PyTorch actor, over the check observations
         "torch_version": torch.__version__.split("+")[0],
     }
-    if state_size:
-        info["state_dim"] = state_size
+    if agent.state_dim:
+        info["state_dim"] = agent.state_dim
     if not inputs.keyed:  # the one input of a file without a Dict observation
         info["input"] = info["inputs"][0]
     if "onnx" in formats:

@@ -273,6 +273,31 @@ class Policy:
         return np.concatenate([v.reshape(len(v), -1) for v in values], axis=1)
 
 
+def actor_for_env(
+    state: dict[str, Any], env: Any, train_cfg: Any, device: torch.device, path: Path
+) -> SAC:
+    """The actor of a loaded checkpoint `state` (and for images the critics' encoder) for
+    `env`, a make_env env rebuilt from its stored config `train_cfg`: refused in one line if
+    the env's spaces are not the checkpoint's (sac-eval and sac-export)."""
+    from sac.agent import SAC
+    from sac.checkpoint import check_spaces, restoring_from
+    from sac.config import agent_config
+    from sac.envs import obs_shape, state_dim
+
+    shape, act_dim = obs_shape(env), int(np.prod(env.action_space.shape))
+    check_spaces(state, shape, act_dim, train_cfg.env.id, state_dim(env))
+    with restoring_from(path):
+        return SAC.from_state(
+            shape,
+            act_dim,
+            agent_config(train_cfg),
+            state["agent"],
+            device,
+            actor_only=True,
+            state_dim=state_dim(env),
+        )
+
+
 def load_policy(path: str | Path, device: str = "cpu", env_id: str | None = None) -> Policy:
     """The policy of a checkpoint file, or of a run directory's latest checkpoint, on `device`
     (auto | cpu | cuda | cuda:N). Only the actor is loaded.

@@ -137,6 +137,14 @@ class PointGoalEnv(gym.Env):
 gym.register("PointGoal-v0", entry_point=PointGoalEnv, max_episode_steps=50)
 
 
+def _dot_image(size: int, cell: np.ndarray) -> np.ndarray:
+    """A 3x3 white dot centred on `cell` on black, channels-last uint8 (size, size, 3)."""
+    image = np.zeros((size, size, 3), np.uint8)
+    (r, c) = cell
+    image[r - 1 : r + 2, c - 1 : c + 2] = 255
+    return image
+
+
 class DotEnv(gym.Env):
     """Observations are images, channels-last uint8 (20, 20, 3): a 3x3 white dot on black
     at a position drawn at each reset. One step per episode: an action in [-1, 1]^2 earns
@@ -151,10 +159,7 @@ class DotEnv(gym.Env):
         self.cell = np.zeros(2, dtype=np.int64)
 
     def _image(self) -> np.ndarray:
-        image = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
-        (r, c) = self.cell
-        image[r - 1 : r + 2, c - 1 : c + 2] = 255
-        return image
+        return _dot_image(self.SIZE, self.cell)
 
     def target(self) -> np.ndarray:
         return (self.cell - 1) / (self.SIZE - 3) * 2.0 - 1.0  # cells 1..SIZE-2 -> [-1, 1]
@@ -189,10 +194,7 @@ class DotOffsetEnv(gym.Env):
         self.offset = np.zeros(2, dtype=np.float32)
 
     def render(self) -> np.ndarray:
-        image = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
-        (r, c) = self.cell
-        image[r - 1 : r + 2, c - 1 : c + 2] = 255
-        return image
+        return _dot_image(self.SIZE, self.cell)
 
     def target(self) -> np.ndarray:
         dot = (self.cell - 1) / (self.SIZE - 3) - 0.5  # cells 1..SIZE-2 -> [-0.5, 0.5]

@@ -339,6 +339,23 @@ def test_an_envs_own_images_are_taken_channels_first_and_unstacked():
     env.close()
 
 
+# The learning runs on the dot envs of tests/conftest.py
+DOT_RUN = [
+    "agent=drq",
+    "agent.hidden_sizes=[64,64]",
+    "agent.encoder_filters=16",
+    "agent.batch_size=64",
+    "agent.buffer_size=10000",
+    "agent.warmup_steps=500",
+    "agent.augment_pad=1",  # a shift moves the dot: keep it small on this task
+    "total_steps=3000",
+    "eval_every=0",
+    "eval_episodes=100",
+    "device=cpu",
+    "seed=0",
+]
+
+
 @pytest.mark.slow
 def test_sac_from_images_learns_to_act_on_what_they_show(make_cfg, tmp_path):
     """A real learning run: on Dot-v0 the action must point at a dot the image shows. The
@@ -346,21 +363,7 @@ def test_sac_from_images_learns_to_act_on_what_they_show(make_cfg, tmp_path):
     so the encoder has learnt where the dot is (from the critic loss alone)."""
     from sac.trainer import Trainer
 
-    cfg = make_cfg(
-        "env.id=Dot-v0",
-        "agent=drq",
-        "agent.hidden_sizes=[64,64]",
-        "agent.encoder_filters=16",
-        "agent.batch_size=64",
-        "agent.buffer_size=10000",
-        "agent.warmup_steps=500",
-        "agent.augment_pad=1",  # a shift moves the dot: keep it small on this task
-        "total_steps=3000",
-        "eval_every=0",
-        "eval_episodes=100",
-        "device=cpu",
-        "seed=0",
-    )
+    cfg = make_cfg("env.id=Dot-v0", *DOT_RUN)
     summary = Trainer(cfg, tmp_path).train()
     assert summary["eval_return"] > -0.3, summary
 
@@ -372,24 +375,7 @@ def test_sac_from_frames_beside_the_state_learns_to_act_on_both(make_cfg, tmp_pa
     earns about -0.38; the learnt policy earns far more, so it reads both."""
     from sac.trainer import Trainer
 
-    cfg = make_cfg(
-        "env.id=DotOffset-v0",
-        "env.pixels=true",
-        "env.pixels_state=true",
-        "env.image_size=20",
-        "env.frame_stack=1",
-        "agent=drq",
-        "agent.hidden_sizes=[64,64]",
-        "agent.encoder_filters=16",
-        "agent.batch_size=64",
-        "agent.buffer_size=10000",
-        "agent.warmup_steps=500",
-        "agent.augment_pad=1",  # a shift moves the dot: keep it small on this task
-        "total_steps=3000",
-        "eval_every=0",
-        "eval_episodes=100",
-        "device=cpu",
-        "seed=0",
-    )
+    frames = ["env.pixels=true", "env.pixels_state=true", "env.image_size=20", "env.frame_stack=1"]
+    cfg = make_cfg("env.id=DotOffset-v0", *frames, *DOT_RUN)
     summary = Trainer(cfg, tmp_path).train()
     assert summary["eval_return"] > -0.2, summary
