@@ -316,3 +316,25 @@ def assert_same_state(saved: Any, restored: Any, where: str = "state") -> None:
             assert_same_state(a, b, f"{where}[{i}]")
     else:
         assert saved == restored, where
+
+
+def assert_encoder_trained_by_the_critic_loss_only(agent: Any, batch: Any) -> None:
+    """The critic loss gives the image encoder gradients, the actor loss none (DrQ), on
+    `batch` augmented as an update does."""
+    batch = agent.augmented(batch)
+    alpha = agent.log_alpha.detach().exp()
+    encoder = list(agent.critic.encoder.parameters())
+
+    loss, _, _ = agent.critic_loss(batch, alpha)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder)
+    for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
+        p.grad = None
+
+    # not frozen, as in the update: the detach alone keeps the actor loss off the encoder
+    actor_loss, _ = agent.actor_loss(batch.obs, alpha)
+    actor_loss.backward()
+    assert all(p.grad is None for p in encoder)
+    assert agent.critic.head[0].weight.grad is not None  # (what the update's freezing is for)
+    # the actor's own head and MLP learn from it
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import compile_with, run_cli
+from conftest import assert_encoder_trained_by_the_critic_loss_only, compile_with, run_cli
 from hydra import compose, initialize_config_dir
 
 from sac.agent import SAC
@@ -234,21 +234,7 @@ def test_the_state_reaches_the_actor_and_the_critics():
 
 
 def test_the_encoder_is_trained_by_the_critic_loss_and_not_by_the_actor_loss():
-    agent = make_agent()
-    batch = agent.augmented(make_batch())
-    alpha = agent.log_alpha.detach().exp()
-    encoder = list(agent.critic.encoder.parameters())
-
-    loss, _, _ = agent.critic_loss(batch, alpha)
-    loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder)
-    for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
-        p.grad = None
-
-    actor_loss, _ = agent.actor_loss(batch.obs, alpha)
-    actor_loss.backward()
-    assert all(p.grad is None for p in encoder)
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    assert_encoder_trained_by_the_critic_loss_only(make_agent(), make_batch())
 
 
 def test_the_random_shift_moves_the_frames_and_leaves_the_states_alone():

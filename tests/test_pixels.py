@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch._inductor.config as inductor_config
 import torch.nn.functional as F
+from conftest import assert_encoder_trained_by_the_critic_loss_only
 
 from sac.agent import SAC
 from sac.augment import random_shift
@@ -81,24 +82,7 @@ def test_the_update_augments_obs_and_next_obs_independently_per_sample():
 
 # ----------------------------------------------------------------------------- encoder
 def test_the_encoder_is_trained_by_the_critic_loss_and_not_by_the_actor_loss():
-    agent = make_agent()
-    batch = agent.augmented(make_batch())
-    alpha = agent.log_alpha.detach().exp()
-    encoder = list(agent.critic.encoder.parameters())
-
-    loss, _, _ = agent.critic_loss(batch, alpha)
-    loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder)
-    for p in [*agent.critic.parameters(), *agent.actor.parameters()]:
-        p.grad = None
-
-    # not frozen, as in the update: the detach alone keeps the actor loss off the encoder
-    actor_loss, _ = agent.actor_loss(batch.obs, alpha)
-    actor_loss.backward()
-    assert all(p.grad is None for p in encoder)
-    assert agent.critic.head[0].weight.grad is not None  # (what the update's freezing is for)
-    # the actor's own head and MLP learn from it
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    assert_encoder_trained_by_the_critic_loss_only(make_agent(), make_batch())
 
 
 def test_one_update_moves_the_encoder_only_through_the_critic_optimizer():
