@@ -20,8 +20,8 @@ from sac.config import config_dir, register_configs
 
 DATA = Path(__file__).resolve().parent / "data" / "reproduction.json"
 BASE = [
-    "total_steps=2000",
-    "agent.warmup_steps=500",
+    "total_steps=1000",
+    "agent.warmup_steps=300",
     "seed=0",
     "device=cpu",
     "eval_every=0",

@@ -1,5 +1,5 @@
-"""The redesign must not change the numbers: three short CPU runs (default Pendulum, CrossQ,
-compile=true; 2k steps, seed 0) end with the parameters recorded before it, in
+"""No change may move the numbers unannounced: three short CPU runs (default Pendulum, CrossQ,
+compile=true; 1k steps with 300 of warm-up, seed 0) end with the parameters recorded in
 tests/data/reproduction.json (written by tests/record_reproduction.py)."""
 
 import json
