@@ -33,6 +33,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_import_sac_is_light_and_exports_the_api():
     code = (
         "import sys, sac; assert 'torch' not in sys.modules and 'hydra' not in sys.modules; "

@@ -159,6 +159,7 @@ def test_compiled_update_matches_eager(device, flag, options):
     _assert_same_state(fast.agent, eager, tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, *OPTIONS.values()], ids=["plain", *OPTIONS])
 def test_compile_true_captures_the_whole_update_in_one_graph(monkeypatch, options):
     # Traced only (backend "eager": no Inductor), with the agent's fullgraph=True: a graph

@@ -91,6 +91,7 @@ def test_a_policy_without_dict_observations_refuses_a_dict(tmp_path):
         load_policy(tmp_path)({"observation": np.zeros(3)})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_ONNX, reason="needs the export extra (onnxruntime)")
 def test_sac_export_takes_one_named_input_per_key(run_dir, tmp_path):
     import onnxruntime as ort
@@ -134,6 +135,7 @@ def test_a_dict_of_two_images_is_refused_with_the_fix():
         make_env("TwoCameras-v0")
 
 
+@pytest.mark.slow
 def test_a_dict_with_an_image_trains_and_load_policy_and_sac_export_take_its_keys(tmp_path):
     """CameraDict-v0 trains as the image beside the rest; load_policy takes the env's own
     dict (the camera channels-last, one or a batch) as well as make_env's, and sac-export

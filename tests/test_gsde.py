@@ -122,6 +122,7 @@ def test_the_trainer_redraws_noise_at_episode_starts_or_every_n_steps(
         assert all(which is None for _, which in calls)
 
 
+@pytest.mark.slow
 def test_a_gsde_run_trains_saves_and_its_policy_loads(make_cfg, tmp_path):
     from sac.policy import load_policy
 

@@ -347,6 +347,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_the_trainer_keeps_each_envs_episodes_whole_in_its_slots(make_cfg, tmp_path, caplog):
     kwargs = "+env.kwargs={terminate_on_success:true,radius:0.5,speed:0.5}"
     cfg = make_cfg(*SMALL, kwargs, "env.num_envs=2", "total_steps=400", "agent.buffer_size=301")
@@ -406,6 +407,7 @@ def _resume_run(make_cfg, run_dir, *overrides):
     return train(make_cfg(*SMALL, *overrides), run_dir, [*SMALL, *overrides])
 
 
+@pytest.mark.slow
 def test_a_her_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_cfg, tmp_path):
     import shutil
 
@@ -422,6 +424,7 @@ def test_a_her_run_resumed_where_episodes_end_equals_the_uninterrupted_run(make_
     assert whole["buffer"]["episodes"].shape == (8, 3)  # 4 episodes per env, all kept
 
 
+@pytest.mark.slow
 def test_a_resume_mid_episode_never_samples_the_cut_episode(make_cfg, tmp_path):
     from sac.checkpoint import step_checkpoints
 
@@ -542,6 +545,7 @@ def test_an_assertion_in_a_users_own_env_keeps_its_traceback():
         make_env("BrokenAssertEnv-v0")
 
 
+@pytest.mark.slow
 def test_a_her_run_whose_buffer_size_is_no_multiple_of_the_env_count_resumes(make_cfg, tmp_path):
     """The HER buffer rounds agent.buffer_size down to a multiple of env.num_envs: its saved
     capacity is then the rounded one, which a resume must accept."""

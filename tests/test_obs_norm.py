@@ -226,6 +226,7 @@ def _run_with_changing_statistics(
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"call {step}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "k"),
     [({}, 1), ({}, 2), (BATCH_NORM, 1)],
@@ -326,6 +327,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_trainer_statistics_are_those_of_every_stored_observation(make_cfg, tmp_path):
     """Two envs, warm-up and policy steps, evaluations in between (which add nothing): the
     statistics are numpy's over the obs column of the replay buffer, the raw observations."""

@@ -148,6 +148,7 @@ def test_a_machine_that_cannot_render_fails_at_construction_with_the_fix(monkeyp
         make_env(env_id, pixels=PixelSpec(size=16))
 
 
+@pytest.mark.slow
 def test_a_wrong_mujoco_gl_is_one_line():
     code = (
         "from sac.envs import PixelSpec, make_env\n"

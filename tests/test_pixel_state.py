@@ -134,6 +134,7 @@ def test_the_env_observes_the_frames_and_the_newest_state_beside_them(env_id, ca
             e.close()
 
 
+@pytest.mark.slow
 @dmc
 def test_a_run_with_a_dict_state_beside_the_frames_writes_a_checkpoint_that_loads(tmp_path):
     """DMC's Dict state is flattened beside the frames: its keys are not the observation's
@@ -177,6 +178,7 @@ def test_the_runner_keeps_the_dict_with_uint8_frames_and_float32_states():
     runner.close()
 
 
+@pytest.mark.slow
 def test_pixels_state_without_pixels_is_refused_in_one_line(make_cfg, tmp_path):
     with pytest.raises(SACError, match=r"^env\.pixels_state=true .* set env\.pixels=true too"):
         validated(make_cfg("env.pixels_state=true"))
@@ -249,6 +251,7 @@ def test_the_random_shift_moves_the_frames_and_leaves_the_states_alone():
     assert out.action is batch.action and out.reward is batch.reward
 
 
+@pytest.mark.slow
 def test_the_compiled_one_graph_update_equals_eager_for_dict_batches(monkeypatch):
     """Traced only (backend "eager", fullgraph: a graph break raises), the one graph of
     update and of update_many (K dict batches stacked) gives the eager updates' numbers."""

@@ -59,6 +59,7 @@ def test_resuming_twice_from_one_checkpoint_is_bit_identical(make_cfg, tmp_path)
     torch.testing.assert_close(buffers[0]["obs"], buffers[1]["obs"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [[], ["agent.obs_norm=true"]], ids=["sac", "obs-norm"])
 def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path, options):
     _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=0", "env.num_envs=2", *options)
@@ -98,6 +99,7 @@ def test_restore_puts_back_exactly_what_the_checkpoint_holds(make_cfg, tmp_path,
         trainer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env",
     [
@@ -171,6 +173,7 @@ def test_a_cuda_resume_needs_the_buffers_memory_once(make_cfg, tmp_path):
     assert buffer_bytes <= peak < 1.5 * buffer_bytes
 
 
+@pytest.mark.slow
 def test_auto_resume_in_a_run_directory_that_has_a_checkpoint(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=200")
     summary = _run(make_cfg, tmp_path, "total_steps=300")  # same dir, same command + more steps
@@ -180,6 +183,7 @@ def test_auto_resume_in_a_run_directory_that_has_a_checkpoint(make_cfg, tmp_path
     assert logged == [100, 200, 300]  # appended, nothing duplicated or missing
 
 
+@pytest.mark.slow
 def test_resume_drops_metrics_logged_after_the_checkpoint(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=400", "checkpoint_every=200", "keep_checkpoints=0")
     ckpt = tmp_path / "checkpoints" / "step_0000000200.pt"
@@ -203,6 +207,7 @@ def test_fresh_run_moves_stale_metrics_aside(make_cfg, tmp_path):
     assert [int(r["step"]) for r in rows if r["perf/sps"]] == [100, 200]
 
 
+@pytest.mark.slow
 def test_effective_config_is_written_on_resume(make_cfg, tmp_path):
     _run(make_cfg, tmp_path / "run", "total_steps=200", "agent.gamma=0.9")
     train(make_cfg("total_steps=300"), tmp_path / "run", ["total_steps=300"])  # auto resume
@@ -210,6 +215,7 @@ def test_effective_config_is_written_on_resume(make_cfg, tmp_path):
     assert (effective.agent.gamma, effective.total_steps) == (0.9, 300)
 
 
+@pytest.mark.slow
 def test_resume_never_starts_afresh_and_keeps_old_outputs(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=200")
     summary = _run(make_cfg, tmp_path, "total_steps=200", "resume=never")
@@ -226,6 +232,7 @@ def test_resume_refuses_changes_to_the_experiment(make_cfg, tmp_path):
         _run(make_cfg, tmp_path, "env=halfcheetah")
 
 
+@pytest.mark.slow
 def test_resume_takes_the_stored_config_not_the_defaults(make_cfg, tmp_path):
     _run(make_cfg, tmp_path / "run", "total_steps=200", "agent.gamma=0.9", "seed=4")
     cfg = make_cfg("total_steps=300", f"resume={tmp_path / 'run'}")
@@ -235,6 +242,7 @@ def test_resume_takes_the_stored_config_not_the_defaults(make_cfg, tmp_path):
     assert (stored["agent"]["gamma"], stored["seed"], stored["total_steps"]) == (0.9, 4, 300)
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_newest_checkpoint(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=300", "checkpoint_every=100", "keep_checkpoints=0")
     newest = tmp_path / "checkpoints" / "step_0000000300.pt"
@@ -268,18 +276,21 @@ def test_resume_refuses_a_checkpoint_for_other_shapes(make_cfg, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_keep_last_k_checkpoints(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=500", "checkpoint_every=100", "keep_checkpoints=2")
     names = [p.name for p in step_checkpoints(tmp_path / "checkpoints")]
     assert names == ["step_0000000400.pt", "step_0000000500.pt"]
 
 
+@pytest.mark.slow
 def test_without_buffer_the_checkpoint_is_small_and_resume_still_works(make_cfg, tmp_path):
     _run(make_cfg, tmp_path, "total_steps=200", "save_buffer=false")
     assert "buffer" not in load_checkpoint(tmp_path)
     assert _run(make_cfg, tmp_path, "total_steps=300")["steps"] == 300
 
 
+@pytest.mark.slow
 def test_non_finite_losses_stop_the_run_with_the_last_good_checkpoint(make_cfg, tmp_path):
     cfg = make_cfg(
         *SMALL,
@@ -295,6 +306,7 @@ def test_non_finite_losses_stop_the_run_with_the_last_good_checkpoint(make_cfg, 
     assert torch.isfinite(load_checkpoint(tmp_path)["agent"]["actor"]["net.0.weight"]).all()
 
 
+@pytest.mark.slow
 def test_failed_periodic_save_is_reported_and_training_goes_on(
     make_cfg, tmp_path, monkeypatch, caplog
 ):
@@ -317,6 +329,7 @@ def test_failed_periodic_save_is_reported_and_training_goes_on(
     ]
 
 
+@pytest.mark.slow
 def test_failed_final_save_goes_to_a_rescue_copy(make_cfg, tmp_path, monkeypatch):
     real_save = sac.trainer.save_checkpoint
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))

@@ -412,6 +412,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_a_run_resumed_equals_the_uninterrupted_run(make_cfg, tmp_path):
     """Reward statistics (each env's running return), decayed learning rates and the weights
     on the sphere continue exactly: 2 envs with 5-step episodes, a checkpoint at step 200."""
@@ -439,6 +440,7 @@ def test_a_run_resumed_equals_the_uninterrupted_run(make_cfg, tmp_path):
     assert rows[0] == rows[1]
 
 
+@pytest.mark.slow
 def test_a_pendulum_run_trains_saves_resumes_evaluates_and_loads(make_cfg, tmp_path):
     from sac.evaluate import evaluate
     from sac.policy import load_policy

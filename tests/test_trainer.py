@@ -25,6 +25,7 @@ SHORT = [
 ]
 
 
+@pytest.mark.slow
 def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_path):
     trainer = Trainer(make_cfg(*SHORT), tmp_path)
     buf = trainer.buffer
@@ -75,6 +76,7 @@ def test_short_run_logs_saves_and_stores_truncations_correctly(make_cfg, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_a_task_that_terminates_is_stored_as_terminal_where_it_ends(make_cfg, tmp_path):
     # Two envs whose episodes end at different steps (2-9 steps, drawn from each episode's
     # seed); obs = [t, episode id].
@@ -94,6 +96,7 @@ def test_a_task_that_terminates_is_stored_as_terminal_where_it_ends(make_cfg, tm
     assert len({tuple(x[:20]) for x in lengths}) == 2  # the envs' episodes differ
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_on_cpu(make_cfg, tmp_path):
     params = []
     for name in ("a", "b"):
@@ -170,6 +173,7 @@ def test_updates_per_call_runs_updates_k_at_a_time(make_cfg, tmp_path, monkeypat
     assert rows and all(np.isfinite(float(r["losses/critic"])) for r in rows)
 
 
+@pytest.mark.slow
 def test_a_group_of_updates_waits_until_it_is_due(make_cfg, tmp_path):
     """updates_per_call=4 at one update per transition: 401 transitions after the warm-up
     earn 401 updates, of which the 400 of whole groups run."""
@@ -194,6 +198,7 @@ def test_vector_envs_count_transitions_and_utd(make_cfg, tmp_path):
     assert trainer.agent.num_updates == 75  # (300 - 150) transitions * 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("utd", "expected"), [(0.1, 20), (0.29, 58), (1 / 3, 66), (2, 400)])
 def test_fractional_updates_per_step_are_counted_exactly(make_cfg, tmp_path, utd, expected):
     cfg = make_cfg(
@@ -208,6 +213,7 @@ def test_fractional_updates_per_step_are_counted_exactly(make_cfg, tmp_path, utd
     assert trainer.agent.num_updates == expected  # floor(200 transitions after warm-up * utd)
 
 
+@pytest.mark.slow
 def test_matmul_precision_holds_for_the_run_and_is_put_back(make_cfg, tmp_path):
     before = torch.get_float32_matmul_precision()
     seen = []
@@ -265,6 +271,7 @@ def test_cuda_without_gpu_is_refused():
         resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_a_failed_plot_does_not_fail_the_run(make_cfg, tmp_path, monkeypatch, caplog):
     def broken(run_dir, title):
         raise RuntimeError("no fonts")
@@ -292,6 +299,7 @@ def test_a_cudagraphs_run_on_cuda_trains_and_logs_finite_losses(make_cfg, tmp_pa
     assert len(losses) == 4 and all(np.isfinite(losses))
 
 
+@pytest.mark.slow
 def test_updates_start_once_a_batch_is_collected_not_in_a_burst(make_cfg, tmp_path, monkeypatch):
     """A warm-up shorter than a batch (the Fetch presets: 100 steps, batch 2048): updates are
     earned from the step that collects the batch's last transition, one per step, never the
