@@ -2,13 +2,17 @@
 its bad input, and HER through the trainer and sac-eval on the tiny goal env (PointGoal-v0)."""
 
 import csv
+import json
 import logging
+import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_state
+from conftest import REPO, assert_same_state
 
 import sac.envs
 from sac.config import validated
@@ -527,6 +531,65 @@ def test_a_fetch_env_has_the_goal_api_or_says_why_it_cannot_be_built(env_id):
     assert "is_success" in info
     assert spec.compute_reward(obs[None, spec.achieved], obs[None, spec.desired])[0] == reward
     env.close()
+
+
+def _fetch_python() -> str:
+    """An interpreter that builds FetchReach-v4: this one, else $SAC_FETCH_PYTHON (.ci/run makes
+    one with MuJoCo 3.11: gymnasium-robotics 1.4.2 cannot build Fetch with MuJoCo >= 3.12)."""
+    if os.environ.get("SAC_FETCH_PYTHON"):
+        return os.environ["SAC_FETCH_PYTHON"]
+    pytest.importorskip("gymnasium_robotics", reason="the robotics extra is not installed")
+    try:
+        make_env("FetchReach-v4").close()
+    except SACError as e:
+        pytest.skip(f"{e}; or set SAC_FETCH_PYTHON to a Python that has them (docs/development.md)")
+    return sys.executable
+
+
+def _run_fetch_cli(python: str, module: str, *overrides: str, cwd) -> str:
+    """`python -m module overrides` on this checkout, as sac-train / sac-eval; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [python, "-m", module, *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_a_short_fetch_reach_run_through_the_cli_learns_and_sac_eval_reports_it(tmp_path):
+    """The preset through sac-train for 4k steps: a random arm reaches the goal in about 1 of 10
+    episodes (return about -40); with HER every seed reached it in 10 of 10 by 4k steps."""
+    python = _fetch_python()
+    run_dir = tmp_path / "reach"
+    common = ["device=cpu", "seed=0"]
+    _run_fetch_cli(
+        python,
+        "sac.train",
+        "experiment=fetch_reach",
+        "total_steps=4000",
+        "torch_threads=1",
+        f"hydra.run.dir={run_dir}",
+        *common,
+        cwd=tmp_path,
+    )
+    rows = [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r["eval/return_mean"]]
+    assert [int(r["step"]) for r in rows] == [2000, 4000]
+    final = rows[-1]
+    assert float(final["eval/success_rate"]) >= 0.9 and float(final["eval/return_mean"]) >= -5
+    assert float(rows[0]["eval/return_mean"]) < float(final["eval/return_mean"]) - 10, rows
+    out = _run_fetch_cli(
+        python, "sac.evaluate", f"checkpoint={run_dir}", "episodes=10", *common, cwd=tmp_path
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    # sac-eval with the run's seed replays the trainer's final evaluation episodes
+    assert result["success_rate"] == float(final["eval/success_rate"])
+    assert result["mean"] == pytest.approx(float(final["eval/return_mean"]))
 
 
 def test_fetch_ids_name_the_robotics_extra(monkeypatch):
