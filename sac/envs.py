@@ -325,7 +325,9 @@ def _observe_pixels(env: gym.Env, env_id: str, pixels: PixelSpec) -> gym.Env:
             "default)"
         )
     if pixels.state and not _is_vector(env.observation_space):
+        space = env.observation_space
         env = gym.wrappers.FlattenObservation(env)
+        env.state_dict = space  # for obs_keys: the Dict the state beside the frames flattens
     env = _SquareFrames(env, env_id, pixels.size)
     try:
         # resets and renders once: a machine that cannot render fails here, not in training
@@ -509,14 +511,26 @@ def state_dim(env: gym.Env | gym.vector.VectorEnv) -> int:
 ObsKeys = list[tuple[str, tuple[int, ...]]]  # a Dict observation's keys and their shapes
 
 
-def _image_dict(env: gym.Env) -> gym.spaces.Dict | None:
-    """The Dict observation holding an image that make_env observes as {PIXELS, STATE}."""
+def _marked_dict(env: gym.Env, mark: str) -> gym.spaces.Dict | None:
+    """The Dict space a wrapper of `env` marked with the attribute `mark`: "image_dict", the
+    env's own Dict holding an image (observed as {PIXELS, STATE}); "state_dict", the Dict the
+    state beside rendered frames flattens (env.pixels_state)."""
     inner = env
     while isinstance(inner, gym.Wrapper):
-        if hasattr(inner, "image_dict"):
-            return inner.image_dict
+        if hasattr(inner, mark):
+            return getattr(inner, mark)
         inner = inner.env
     return None
+
+
+def _frames_beside_dict(env: gym.Env) -> gym.spaces.Dict | None:
+    """A pixels_state env's observation {PIXELS: the frames, STATE: a flattened Dict} as the one
+    Dict {PIXELS: the frames, the Dict's own keys...}; None for other envs, and where the Dict
+    has a key PIXELS of its own."""
+    state = _marked_dict(env, "state_dict")
+    if state is None or PIXELS in state.spaces:
+        return None
+    return gym.spaces.Dict({PIXELS: env.observation_space[PIXELS], **state.spaces})
 
 
 def _flattened_dict(env: gym.Env) -> gym.spaces.Dict | None:
@@ -537,9 +551,10 @@ def obs_keys(env: gym.Env) -> ObsKeys | None:
     """A `make_env` env's Dict observation: each key and the shape of its Box, in the Dict's
     key order, as the flat vector holds them (FlattenObservation's order: the vector is their
     values flattened and concatenated) or, for a Dict holding an image, as the observation
-    {PIXELS: the image, STATE: the others flattened and concatenated} does; None where the
-    env's observation is no Dict of Boxes."""
-    space = _flattened_dict(env) or _image_dict(env)
+    {PIXELS: the image, STATE: the others flattened and concatenated} does; for frames beside
+    a Dict state (env.pixels_state), PIXELS then the state's keys. None where the env's
+    observation is no Dict of Boxes."""
+    space = _flattened_dict(env) or _marked_dict(env, "image_dict") or _frames_beside_dict(env)
     if space is None or not all(isinstance(s, gym.spaces.Box) for s in space.values()):
         return None
     return [(key, tuple(int(n) for n in sub.shape)) for key, sub in space.items()]

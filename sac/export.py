@@ -231,7 +231,8 @@ class Inputs:
     """The exported file's inputs, by `kind`: "obs", the one observation; "keys", one per key
     of an env's Dict of vectors (their values flattened and concatenated are the flat
     observation); "image_dict", one per key of an env's Dict holding an image (as the env
-    gives them); "pixels_state", frames beside the state (env.pixels_state)."""
+    gives them) or of frames beside a Dict state (`obs_keys`); "pixels_state", frames beside
+    the state (env.pixels_state)."""
 
     kind: str
     names: list[str]

@@ -130,7 +130,8 @@ class Policy:
     env's Dict observation as the dict itself (`obs_keys`: its keys and shapes, in the order
     the flat vector holds them) or as that flat vector; frames beside the state
     (env.pixels_state) as make_env gives them, a dict {"pixels": uint8 frames, "state": the
-    state vector}; an env's own Dict holding an image as that dict or as make_env's."""
+    state vector}, or, where the state is a Dict, the frames beside its own keys; an env's own
+    Dict holding an image as that dict or as make_env's."""
 
     def __init__(
         self, agent: SAC, low: np.ndarray, high: np.ndarray, obs_keys: ObsKeys | None = None
@@ -217,6 +218,8 @@ class Policy:
         one."""
         shapes = {PIXELS: self.obs_shape, STATE: (self.agent.state_dim,)}
         want = f"{{pixels: uint8 {shapes[PIXELS]}, state: {shapes[STATE]}}}"
+        if self.obs_keys:  # the state is a Dict (sac.envs.obs_keys): its own keys do too
+            want += f" (or {{{', '.join(f'{k}: {s}' for k, s in self.obs_keys)}}})"
         if not isinstance(obs, Mapping) or set(obs) != set(shapes):
             got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
             raise SACError(

@@ -136,12 +136,16 @@ def test_the_env_observes_the_frames_and_the_newest_state_beside_them(env_id, ca
 
 @pytest.mark.slow
 @dmc
-def test_a_run_with_a_dict_state_beside_the_frames_writes_a_checkpoint_that_loads(tmp_path):
-    """DMC's Dict state is flattened beside the frames: its keys are not the observation's
-    (checkpoint spaces.obs_keys would not add up to the frames and the checkpoint would be
-    refused as damaged)."""
+def test_frames_beside_a_dict_state_take_the_dicts_own_keys_in_load_policy_and_sac_export(
+    tmp_path,
+):
+    """DMC's Dict state is flattened beside the frames (position, then velocity): the checkpoint
+    records the frames and the Dict's own keys, and load_policy and sac-export take the frames
+    beside those keys; load_policy still takes make_env's {pixels, state}."""
     env = make_env("dm_control/cartpole-swingup-v0", pixels=PixelSpec(SIZE, K, 0, state=True))
-    assert obs_keys(env) is None
+    keys = [(PIXELS, (3 * K, SIZE, SIZE)), ("position", (3,)), ("velocity", (2,))]
+    assert obs_keys(env) == keys
+    seen = [env.reset(seed=seed)[0] for seed in range(4)]
     env.close()
     cfg = _compose(
         *[o for o in RUN if not o.startswith(("env.id", "+env.kwargs"))],
@@ -153,7 +157,41 @@ def test_a_run_with_a_dict_state_beside_the_frames_writes_a_checkpoint_that_load
     )
     summary = Trainer(cfg, tmp_path).train()
     spaces = load_checkpoint(Path(summary["checkpoint"]))["spaces"]
-    assert spaces["state_dim"] == 5 and "obs_keys" not in spaces
+    assert spaces["state_dim"] == 5
+    assert spaces["obs_keys"] == [[k, list(shape)] for k, shape in keys]
+
+    policy = load_policy(tmp_path)
+    own = [{PIXELS: o[PIXELS], "position": o[STATE][:3], "velocity": o[STATE][3:]} for o in seen]
+    want = np.stack([policy(o) for o in seen])
+    assert want.shape == (4, 1) and np.abs(want - want[0]).max() > 0  # it reads the obs
+    np.testing.assert_allclose(np.stack([policy(o) for o in own]), want, rtol=0, atol=1e-6)
+    batch = {k: np.stack([o[k] for o in own]) for k, _ in keys}
+    np.testing.assert_allclose(policy(batch), want, rtol=0, atol=1e-6)
+    with pytest.raises(SACError, match=r"\(or \{pixels: \(6, 16, 16\), position: \(3,\), velo"):
+        policy({PIXELS: own[0][PIXELS], "position": own[0]["position"]})
+
+    from sac.export import export
+
+    fmt = "all" if HAS_ONNX else "pt2"
+    out = tmp_path / "out"
+    with initialize_config_dir(version_base="1.3", config_dir=config_dir()):
+        export_cfg = compose(
+            "export", overrides=[f"checkpoint={tmp_path}", f"output_dir={out}", f"format={fmt}"]
+        )
+    info = export(export_cfg)
+    assert [(i["name"], i["dtype"]) for i in info["inputs"]] == [
+        (PIXELS, "uint8"),
+        ("position", "float32"),
+        ("velocity", "float32"),
+    ]
+    program = torch.export.load(out / "policy.pt2").module()
+    pt2 = program(*(torch.as_tensor(batch[k]) for k, _ in keys)).numpy()
+    np.testing.assert_allclose(pt2, want, rtol=0, atol=1e-5)
+    if HAS_ONNX:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out / "policy.onnx"))
+        np.testing.assert_allclose(session.run(["action"], batch)[0], want, rtol=0, atol=1e-5)
 
 
 def test_the_runner_keeps_the_dict_with_uint8_frames_and_float32_states():
