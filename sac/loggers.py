@@ -5,6 +5,7 @@ by env step and, where it can show them, videos; the optional packages import la
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -60,24 +61,27 @@ def _show(choice: Any) -> str:
 
 
 class CSVLogger:
-    """metrics.csv: one row per call, `step` and `time` (s since start) first, then the fixed
-    `columns`; a row fills the columns it has. Flushed per row, so a killed run keeps its rows.
+    """metrics.csv: one row per call, `step` and `time` (s since the run started, the time
+    between its processes left out) first, then the fixed `columns`; a row fills the columns
+    it has. Flushed per row, so a killed run keeps its rows.
 
     With `resume_step`, rows logged after that step (by a run that went on past its last
-    checkpoint) are dropped first: the resumed run logs them again.
+    checkpoint) are dropped first: the resumed run logs them again, and its time goes on from
+    the last row kept.
     """
 
     def __init__(self, path: Path, columns: Sequence[str], resume_step: int | None = None) -> None:
         self.path = path
         self.columns = ("step", "time", *columns)
+        elapsed = 0.0
         if resume_step is not None and path.exists():
-            _truncate_csv(path, resume_step, self.columns)
+            elapsed = _truncate_csv(path, resume_step, self.columns)
         new = not path.exists()
         self._file = path.open("a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         if new:
             self._csv.writeheader()
-        self._start = time.time()
+        self._start = time.time() - elapsed
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         unknown = set(metrics) - set(self.columns)
@@ -94,9 +98,10 @@ class CSVLogger:
         self._file.close()
 
 
-def _truncate_csv(path: Path, last_step: int, columns: Sequence[str]) -> None:
+def _truncate_csv(path: Path, last_step: int, columns: Sequence[str]) -> float:
     """Drop rows logged after `last_step` (they are logged again by the resumed run), by
-    writing the kept rows to a temporary file and renaming it over the original."""
+    writing the kept rows to a temporary file and renaming it over the original; return the
+    time of the last row kept (0 without one)."""
     with path.open(newline="") as f:
         rows = [
             r
@@ -109,6 +114,15 @@ def _truncate_csv(path: Path, last_step: int, columns: Sequence[str]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+    times = [float(r["time"]) for r in rows if _is_number(r.get("time"))]
+    return max(times, default=0.0)
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        return math.isfinite(float(text or "nan"))
+    except ValueError:
+        return False
 
 
 class TensorBoardLogger:

@@ -95,3 +95,28 @@ def test_eval_video_records_the_first_episode_of_each_evaluation(make_cfg, tmp_p
     frames = iio.imread(path)
     assert len(frames) == 201  # one episode of Pendulum (200 steps) and its first frame
     assert frames[0].std() > 1  # not blank
+
+
+def test_a_resumed_csv_drops_later_rows_and_its_time_goes_on_from_the_last_kept(tmp_path):
+    """The time column counts the run's time across its processes: a resumed run's rows go on
+    from the last row kept, not from 0 (the time between the processes left out)."""
+    from sac.loggers import CSVLogger
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,time,x\n100,50.0,1\n200,120.5,2\n300,200.0,3\n")
+    logger = CSVLogger(path, ["x"], resume_step=200)
+    logger.log(250, {"x": 4})
+    logger.close()
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["step"], r["x"]) for r in rows] == [("100", "1"), ("200", "2"), ("250", "4")]
+    assert 120.5 <= float(rows[-1]["time"]) < 130
+    fresh = CSVLogger(tmp_path / "fresh.csv", ["x"])
+    fresh.log(1, {"x": 0})
+    fresh.close()
+    assert float(next(csv.DictReader((tmp_path / "fresh.csv").open()))["time"]) < 10
+    # a damaged time is no time: the last readable one counts
+    path.write_text("step,time,x\n100,50.0,1\n200,oops,2\n")
+    logger = CSVLogger(path, ["x"], resume_step=200)
+    logger.log(250, {"x": 4})
+    logger.close()
+    assert 50 <= float(list(csv.DictReader(path.open()))[-1]["time"]) < 60
